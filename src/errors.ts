@@ -1,0 +1,126 @@
+// Every error the API can emit: one class, one factory per case. Turned into OpenAI's error shape by
+// openai/errors.ts, the same way by the HTTP error handler and by the worker's `error` reply. Never carries a secret.
+
+export type OpenAIErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'timeout_error'
+  | 'api_error';
+
+export interface SpillwayErrorInit {
+  statusCode: number;
+  type: OpenAIErrorType;
+  code?: string | null;
+  param?: string | null;
+  headers?: Record<string, string>;
+  /** Whether trying again (later, or with another upstream) may succeed. */
+  retryable?: boolean;
+  cause?: unknown;
+}
+
+export class SpillwayError extends Error {
+  readonly statusCode: number;
+  readonly type: OpenAIErrorType;
+  readonly code: string | null;
+  readonly param: string | null;
+  /** Fastify applies `headers` of a thrown error to the reply (Retry-After, x-ratelimit-*). */
+  readonly headers: Record<string, string>;
+  readonly retryable: boolean;
+
+  constructor(message: string, init: SpillwayErrorInit) {
+    super(message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = 'SpillwayError';
+    this.statusCode = init.statusCode;
+    this.type = init.type;
+    this.code = init.code ?? null;
+    this.param = init.param ?? null;
+    this.headers = init.headers ?? {};
+    this.retryable = init.retryable ?? false;
+  }
+}
+
+export const invalidRequest = (message: string, param: string | null = null, code: string | null = null) =>
+  new SpillwayError(message, { statusCode: 400, type: 'invalid_request_error', param, code });
+
+export const invalidJson = (detail: string) =>
+  new SpillwayError(`We could not parse the JSON body of your request. (${detail})`, {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    code: 'invalid_json',
+  });
+
+export const missingApiKey = () =>
+  new SpillwayError(
+    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+    { statusCode: 401, type: 'invalid_request_error', code: 'missing_api_key' },
+  );
+
+/** Never echoes the key back: OpenAI shows a masked prefix, we show nothing of it. */
+export const invalidApiKey = () =>
+  new SpillwayError('Incorrect API key provided.', { statusCode: 401, type: 'invalid_request_error', code: 'invalid_api_key' });
+
+export const modelNotAllowed = (model: string) =>
+  new SpillwayError(`Your API key does not have access to the model \`${model}\`.`, {
+    statusCode: 403,
+    type: 'permission_error',
+    param: 'model',
+    code: 'model_not_allowed',
+  });
+
+export const modelNotFound = (model: string) =>
+  new SpillwayError(`The model \`${model}\` does not exist or you do not have access to it.`, {
+    statusCode: 404,
+    type: 'invalid_request_error',
+    param: 'model',
+    code: 'model_not_found',
+  });
+
+export const modelWrongEndpoint = (model: string, endpoint: string) =>
+  new SpillwayError(`The model \`${model}\` is not supported by the ${endpoint} endpoint.`, {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    param: 'model',
+    code: 'model_not_supported',
+  });
+
+export const routeNotFound = (method: string, url: string) =>
+  new SpillwayError(`Invalid URL (${method} ${url})`, { statusCode: 404, type: 'invalid_request_error', code: 'unknown_url' });
+
+export const bodyTooLarge = (limitBytes: number) =>
+  new SpillwayError(`Request body too large: the limit is ${limitBytes} bytes.`, {
+    statusCode: 413,
+    type: 'invalid_request_error',
+    code: 'request_too_large',
+  });
+
+export const unsupportedMediaType = (contentType: string | undefined) =>
+  new SpillwayError(`Unsupported Content-Type ${contentType ? `"${contentType}"` : '(none)'}: send application/json.`, {
+    statusCode: 415,
+    type: 'invalid_request_error',
+    code: 'unsupported_media_type',
+  });
+
+export const serviceUnavailable = (message: string, retryAfterSeconds = 1) =>
+  new SpillwayError(message, {
+    statusCode: 503,
+    type: 'server_error',
+    code: 'service_unavailable',
+    headers: { 'retry-after': String(retryAfterSeconds) },
+    retryable: true,
+  });
+
+export const deadlineExceeded = () =>
+  new SpillwayError('The request did not complete before its deadline.', { statusCode: 504, type: 'timeout_error', code: 'deadline_exceeded' });
+
+export const upstreamFailed = (message: string, statusCode = 502) =>
+  new SpillwayError(message, { statusCode, type: 'api_error', code: 'upstream_error', retryable: true });
+
+export const streamInterrupted = (message: string) =>
+  new SpillwayError(message, { statusCode: 502, type: 'api_error', code: 'stream_interrupted' });
+
+export const internalError = () =>
+  new SpillwayError('The server had an error while processing your request.', { statusCode: 500, type: 'server_error', code: null });

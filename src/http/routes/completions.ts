@@ -1,0 +1,126 @@
+// POST /v1/chat/completions, /v1/completions, /v1/embeddings: authenticate, validate, resolve the model,
+// enqueue the job and hold the request until its reply (JSON or SSE). Never calls an upstream itself.
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config, Endpoint, TenantConfig } from '../../config/schema.ts';
+import type { Authenticate } from '../plugins/auth.ts';
+import type { Router } from '../../upstream/routing.ts';
+import type { ReplyBus } from '../../queue/reply-bus.ts';
+import type { CompletionQueue } from '../../queue/completion-queue.ts';
+import { JOB_SCHEMA_VERSION, type CompletionJob } from '../../queue/jobs.ts';
+import type { Metrics } from '../../observability/metrics.ts';
+import { parseRequestBody } from '../../openai/schemas.ts';
+import { modelNotAllowed, modelNotFound, modelWrongEndpoint, serviceUnavailable } from '../../errors.ts';
+import { PendingRequest } from '../pending-request.ts';
+
+export interface CompletionRouteDeps {
+  config: Config;
+  authenticate: Authenticate;
+  router: Router;
+  bus: ReplyBus;
+  queue: CompletionQueue;
+  metrics: Metrics;
+  logger: Logger;
+  instanceId: string;
+}
+
+const ROUTES: ReadonlyArray<[string, Endpoint]> = [
+  ['/v1/chat/completions', 'chat.completions'],
+  ['/v1/completions', 'completions'],
+  ['/v1/embeddings', 'embeddings'],
+];
+
+export function registerCompletionRoutes(app: FastifyInstance, deps: CompletionRouteDeps): void {
+  const forward = compileHeaderFilter(deps.config.server.forwardHeaders);
+  for (const [url, endpoint] of ROUTES) {
+    app.post(url, async (request, reply) => handle(deps, forward, endpoint, request, reply));
+  }
+}
+
+async function handle(
+  deps: CompletionRouteDeps,
+  forward: (name: string) => boolean,
+  endpoint: Endpoint,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<unknown> {
+  const tenant = deps.authenticate(request);
+  const parsed = parseRequestBody(endpoint, request.body);
+  const model = deps.router.model(parsed.model);
+  if (model === undefined) throw modelNotFound(parsed.model);
+  if (tenant.models !== undefined && !tenant.models.includes(model.name)) throw modelNotAllowed(model.name);
+  if (!deps.router.servesEndpoint(model, endpoint)) throw modelWrongEndpoint(model.name, endpoint);
+
+  const now = Date.now();
+  const deadline = now + deadlineBudgetMs(deps.config, tenant);
+  const jobId = randomUUID();
+  const job: CompletionJob = {
+    v: JOB_SCHEMA_VERSION,
+    endpoint,
+    requestId: request.id,
+    tenant: tenant.id,
+    model: model.name,
+    body: parsed.body,
+    stream: parsed.stream,
+    replyTo: deps.instanceId,
+    headers: pickHeaders(request.headers, forward),
+    enqueuedAt: now,
+    deadline,
+  };
+  const log = request.log.child({ tenant: tenant.id, jobId, model: model.name });
+  const pending = new PendingRequest({
+    reply,
+    stream: parsed.stream,
+    deadline,
+    requestId: request.id,
+    onAbandon: (reason) => {
+      log.info({ reason }, 'request abandoned: cancelling its job');
+      deps.queue.cancel(jobId).catch((err: unknown) => log.warn({ err }, 'cancelling a job failed'));
+    },
+    onFinish: () => {
+      deps.bus.unregister(jobId);
+      deps.metrics.pendingReplies.dec();
+    },
+  });
+  deps.bus.register(jobId, pending);
+  deps.metrics.pendingReplies.inc();
+  try {
+    await deps.queue.enqueue(jobId, job);
+  } catch (err) {
+    deps.bus.unregister(jobId);
+    deps.metrics.pendingReplies.dec();
+    log.error({ err }, 'enqueue failed');
+    throw serviceUnavailable('The request queue is unavailable; try again shortly.');
+  }
+  const settled = await pending.settled;
+  if (settled.kind === 'streamed') {
+    // Hijacked replies skip Fastify's onResponse hook: record the stream's duration here.
+    deps.metrics.httpRequestDuration.observe({ route: request.routeOptions.url ?? 'unmatched', status: String(settled.status) }, reply.elapsedTime / 1000);
+    return reply;
+  }
+  return reply.code(settled.status).header('content-type', 'application/json; charset=utf-8').send(settled.body);
+}
+
+/** Time a request may take in all: its longest queue wait plus the upstream timeout, capped by config. */
+function deadlineBudgetMs(config: Config, tenant: TenantConfig): number {
+  const wait = tenant.maxQueueWaitMs ?? config.server.maxQueueWaitMs;
+  return Math.min(wait + config.server.requestTimeoutMs, config.server.maxDeadlineMs);
+}
+
+/** Credentials and hop-by-hop headers are never forwarded, whatever the config's patterns match. */
+const NEVER_FORWARD = new Set(['authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'content-length', 'content-type', 'connection', 'transfer-encoding', 'te', 'upgrade', 'keep-alive', 'proxy-authorization']);
+
+function compileHeaderFilter(patterns: readonly string[]): (name: string) => boolean {
+  const exact = new Set(patterns.filter((p) => !p.endsWith('*')));
+  const prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
+  return (name) => !NEVER_FORWARD.has(name) && (exact.has(name) || prefixes.some((prefix) => name.startsWith(prefix)));
+}
+
+function pickHeaders(headers: FastifyRequest['headers'], forward: (name: string) => boolean): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === 'string' && forward(name)) picked[name] = value;
+  }
+  return picked;
+}

@@ -1,0 +1,25 @@
+// GET /v1/models and /v1/models/:model: the public model names this tenant may call (never the upstream names).
+import type { FastifyInstance } from 'fastify';
+import type { Config, TenantConfig } from '../../config/schema.ts';
+import type { Authenticate } from '../plugins/auth.ts';
+import { modelNotFound } from '../../errors.ts';
+
+export function registerModelRoutes(app: FastifyInstance, deps: { config: Config; authenticate: Authenticate; startedAt: number }): void {
+  const created = Math.floor(deps.startedAt / 1000);
+  const visible = (tenant: TenantConfig) => deps.config.models.filter((m) => tenant.models === undefined || tenant.models.includes(m.name));
+  const toModel = (name: string) => ({ id: name, object: 'model' as const, created, owned_by: 'spillway' });
+
+  app.get('/v1/models', async (request) => {
+    const tenant = deps.authenticate(request);
+    return { object: 'list', data: visible(tenant).map((m) => toModel(m.name)) };
+  });
+
+  app.get<{ Params: { model: string } }>('/v1/models/*', async (request) => {
+    const tenant = deps.authenticate(request);
+    // Model names may contain '/', so the name is the rest of the path.
+    const name = decodeURIComponent((request.params as Record<string, string>)['*'] ?? '');
+    const model = visible(tenant).find((m) => m.name === name);
+    if (model === undefined) throw modelNotFound(name);
+    return toModel(model.name);
+  });
+}

@@ -1,0 +1,385 @@
+// The mock OpenAI-compatible upstream on plain node:http, for tests, the benchmark and zero-config mode.
+// It must never send traffic anywhere (it only answers) and never keep working for a client that has gone away.
+
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as bodies from './bodies.ts';
+import { BadRequest } from './bodies.ts';
+import type { GenerationKind, RequestBody } from './bodies.ts';
+
+export interface MockUpstreamOptions {
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Default 0: an ephemeral port. */
+  port?: number;
+  /** Default 0: delay before the response (non-stream) or before the first chunk (stream). */
+  latencyMs?: number;
+  /** Default 8: content chunks of a stream, and words of a non-stream answer. */
+  chunks?: number;
+  /** Default 0: delay between stream chunks. */
+  chunkDelayMs?: number;
+  /** Default unlimited: requests beyond this many in flight get 429 + Retry-After, like a provider's rate limit. */
+  maxConcurrency?: number;
+  /** Default 1: the Retry-After of those 429s. */
+  retryAfterSeconds?: number;
+  /** When set, /v1 requests must carry `Authorization: Bearer <apiKey>`, else 401. */
+  apiKey?: string;
+}
+
+/**
+ * Counts of the POST LLM endpoints only. Every received request ends up completed (a response fully written,
+ * error statuses included), aborted (the connection closed first: a client that left, or an injected reset)
+ * or rejected (the maxConcurrency 429), or is still in flight.
+ */
+export interface MockStats {
+  received: number;
+  completed: number;
+  aborted: number;
+  rejected: number;
+  inFlight: number;
+  maxInFlight: number;
+  byTag: Record<string, { received: number; completed: number; aborted: number }>;
+}
+
+export interface MockUpstream {
+  /** The OpenAI base URL, e.g. http://127.0.0.1:PORT/v1. */
+  readonly url: string;
+  readonly port: number;
+  stats(): MockStats;
+  /** Zeroes the counters and fail-times memory; requests still in flight at that moment are no longer counted. */
+  reset(): void;
+  /** Idempotent; ends hanging and streaming responses. */
+  close(): Promise<void>;
+}
+
+type Endpoint = GenerationKind | 'embeddings';
+type Fault = 'hang' | 'reset' | 'reset-mid-stream' | 'slow-stream';
+interface TagCounters { received: number; completed: number; aborted: number }
+
+const ENDPOINTS = new Map<string, Endpoint>([
+  ['/v1/chat/completions', 'chat'],
+  ['/v1/completions', 'completions'],
+  ['/v1/embeddings', 'embeddings'],
+]);
+const FAULTS: ReadonlySet<string> = new Set<Fault>(['hang', 'reset', 'reset-mid-stream', 'slow-stream']);
+const MAX_BODY_CHARS = 16 * 1024 * 1024; // counted in decoded characters, close enough for a mock
+const MAX_CHUNKS = 100_000;
+const DIGITS = /^\d{1,9}$/;
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
+
+type Settings = Required<Pick<MockUpstreamOptions, 'latencyMs' | 'chunks' | 'chunkDelayMs' | 'maxConcurrency' | 'retryAfterSeconds'>>;
+
+/** Per-request behaviour: the settings, overridden by the request's x-mock-* headers. */
+interface Behaviour extends Pick<Settings, 'latencyMs' | 'chunks' | 'chunkDelayMs'> {
+  status: number | undefined;
+  retryAfter: number | undefined;
+  failTimes: number | undefined;
+  fault: Fault | undefined;
+}
+
+/** One admitted request. Its pending timer is cleared the moment its response closes. */
+interface Exchange {
+  readonly res: ServerResponse;
+  timer: NodeJS.Timeout | undefined;
+  closed: boolean;
+}
+
+interface State {
+  readonly settings: Settings;
+  readonly counters: Omit<MockStats, 'byTag'>;
+  byTag: Map<string, TagCounters>;
+  failuresServed: Map<string, number>;
+  /** Bumped by reset(): a request admitted in an older epoch is no longer counted when it ends. */
+  epoch: number;
+  seq: number;
+  readonly idPrefix: string;
+  readonly modelsList: string;
+  readonly expectedAuth: string | undefined;
+}
+
+export async function startMockUpstream(options: MockUpstreamOptions = {}): Promise<MockUpstream> {
+  const state: State = {
+    settings: {
+      latencyMs: nonNegative(options.latencyMs, 0, 'latencyMs'),
+      chunks: nonNegative(options.chunks, 8, 'chunks'),
+      chunkDelayMs: nonNegative(options.chunkDelayMs, 0, 'chunkDelayMs'),
+      maxConcurrency: nonNegative(options.maxConcurrency, Number.POSITIVE_INFINITY, 'maxConcurrency'),
+      retryAfterSeconds: nonNegative(options.retryAfterSeconds, 1, 'retryAfterSeconds'),
+    },
+    counters: { received: 0, completed: 0, aborted: 0, rejected: 0, inFlight: 0, maxInFlight: 0 },
+    byTag: new Map(),
+    failuresServed: new Map(),
+    epoch: 0,
+    seq: 0,
+    idPrefix: randomBytes(6).toString('hex'),
+    modelsList: bodies.modelsListBody(),
+    expectedAuth: options.apiKey === undefined ? undefined : `Bearer ${options.apiKey}`,
+  };
+  const server = createServer({ noDelay: true }, (req, res) => route(state, req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { address, port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${urlHost(address)}:${port}/v1`,
+    port,
+    stats: () => snapshot(state),
+    reset: () => resetState(state),
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Destroys idle keep-alive sockets and hanging or streaming responses, whose 'close' clears their timers.
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+function snapshot(s: State): MockStats {
+  const byTag: MockStats['byTag'] = {};
+  for (const [tag, c] of s.byTag) byTag[tag] = { ...c };
+  return { ...s.counters, byTag };
+}
+
+function resetState(s: State): void {
+  const c = s.counters;
+  c.received = c.completed = c.aborted = c.rejected = 0;
+  c.maxInFlight = c.inFlight;
+  s.byTag = new Map();
+  s.failuresServed = new Map();
+  s.epoch++;
+}
+
+function route(s: State, req: IncomingMessage, res: ServerResponse): void {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const endpoint = ENDPOINTS.get(path);
+  if (endpoint !== undefined && req.method === 'POST') return admit(s, req, res, endpoint);
+  if (req.method === 'GET' && (path === '/v1/models' || path.startsWith('/v1/models/'))) {
+    if (!authorised(s, req, res)) return;
+    if (path === '/v1/models') return sendJson(res, 200, s.modelsList);
+    const id = decodePathSegment(path.slice('/v1/models/'.length));
+    const model = bodies.modelBody(id);
+    if (model !== undefined) return sendJson(res, 200, model);
+    return sendError(res, 404, `The model '${id}' does not exist or you do not have access to it.`, null, 'model_not_found');
+  }
+  if (req.method === 'GET' && path === '/_mock/stats') return sendJson(res, 200, JSON.stringify(snapshot(s)));
+  if (req.method === 'POST' && path === '/_mock/reset') {
+    resetState(s);
+    return void res.writeHead(204).end();
+  }
+  sendError(res, 404, `Invalid URL (${req.method ?? 'GET'} ${path})`);
+}
+
+/** Counts the request, applies maxConcurrency, then reads and answers it. */
+function admit(s: State, req: IncomingMessage, res: ServerResponse, endpoint: Endpoint): void {
+  const c = s.counters;
+  c.received++;
+  const tag = header(req.headers, 'x-mock-tag');
+  let tagged: TagCounters | undefined;
+  if (tag !== undefined) {
+    tagged = s.byTag.get(tag);
+    if (tagged === undefined) s.byTag.set(tag, (tagged = { received: 0, completed: 0, aborted: 0 }));
+    tagged.received++;
+  }
+  if (c.inFlight >= s.settings.maxConcurrency) {
+    c.rejected++;
+    res.setHeader('retry-after', String(s.settings.retryAfterSeconds));
+    return sendError(res, 429, 'Rate limit reached for requests (mock upstream maxConcurrency).');
+  }
+  c.inFlight++;
+  if (c.inFlight > c.maxInFlight) c.maxInFlight = c.inFlight;
+  const ex: Exchange = { res, timer: undefined, closed: false };
+  const epoch = s.epoch;
+  res.on('close', () => {
+    ex.closed = true;
+    if (ex.timer !== undefined) clearTimeout(ex.timer);
+    c.inFlight--;
+    if (epoch !== s.epoch) return;
+    const finished = res.writableFinished;
+    if (finished) c.completed++;
+    else c.aborted++;
+    if (tagged !== undefined) {
+      if (finished) tagged.completed++;
+      else tagged.aborted++;
+    }
+  });
+  if (!authorised(s, req, res)) return;
+  let text = '';
+  let size = 0;
+  req.setEncoding('utf8');
+  req.on('data', (part: string) => {
+    size += part.length;
+    if (size <= MAX_BODY_CHARS) text += part;
+  });
+  req.on('end', () => {
+    if (ex.closed) return;
+    if (size > MAX_BODY_CHARS) return sendError(res, 413, 'Request body too large.');
+    try {
+      answer(s, ex, req.headers, endpoint, bodies.parseRequestBody(text), tag);
+    } catch (err) {
+      if (!(err instanceof BadRequest)) throw err;
+      sendError(res, 400, err.message, err.param);
+    }
+  });
+  // An aborted upload: the response's 'close' counts it.
+  req.on('error', () => undefined);
+}
+
+function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, endpoint: Endpoint, body: RequestBody, tag: string | undefined): void {
+  const b = readBehaviour(headers, s.settings);
+  // The whole body is validated before any injected failure, as a provider would.
+  const respond = endpoint === 'embeddings' ? embeddingsResponder(body) : generationResponder(s, b, endpoint, body);
+  let status = b.status;
+  if (b.failTimes !== undefined) {
+    if (tag === undefined) throw new BadRequest('x-mock-fail-times needs an x-mock-tag to count by.');
+    const served = s.failuresServed.get(tag) ?? 0;
+    if (served < b.failTimes) s.failuresServed.set(tag, served + 1);
+    status = served < b.failTimes ? (status ?? 500) : undefined;
+  }
+  if (status === undefined && b.fault === 'hang') return;
+  const act = (): void => {
+    ex.timer = undefined;
+    if (ex.closed) return;
+    if (status !== undefined) {
+      if (b.retryAfter !== undefined) ex.res.setHeader('retry-after', String(b.retryAfter));
+      return sendError(ex.res, status, `Mock upstream error ${status} (injected by x-mock headers).`);
+    }
+    if (b.fault === 'reset') return void ex.res.destroy();
+    respond(ex);
+  };
+  if (b.latencyMs > 0) ex.timer = setTimeout(act, b.latencyMs);
+  else act();
+}
+
+type Responder = (ex: Exchange) => void;
+
+function generationResponder(s: State, b: Behaviour, kind: GenerationKind, body: RequestBody): Responder {
+  const id = `${kind === 'chat' ? 'chatcmpl-' : 'cmpl-'}${s.idPrefix}${(s.seq++).toString(36)}`;
+  const g = bodies.readGeneration(kind, body, b.chunks, id);
+  return (ex) => {
+    if (g.stream) {
+      const delay = b.fault === 'slow-stream' ? Math.max(200, b.chunkDelayMs * 10) : b.chunkDelayMs;
+      // Half the content chunks of every choice (after the role chunks, for chat), then the socket is destroyed.
+      const half = g.choices * ((kind === 'chat' ? 1 : 0) + Math.floor(g.words / 2));
+      return pumpFrames(ex, bodies.generationFrames(g), delay, b.fault === 'reset-mid-stream' ? Math.max(1, half) : Infinity);
+    }
+    const json = bodies.generationBody(g);
+    if (b.fault !== 'reset-mid-stream') return sendJson(ex.res, 200, json);
+    const bytes = Buffer.from(json);
+    ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
+    ex.res.write(bytes.subarray(0, bytes.length >> 1), () => ex.res.destroy());
+  };
+}
+
+function embeddingsResponder(body: RequestBody): Responder {
+  const request = bodies.readEmbeddings(body);
+  return (ex) => sendJson(ex.res, 200, bodies.embeddingsBody(request));
+}
+
+/**
+ * Writes SSE frames one by one, each flushed on its own, `delayMs` apart (or as fast as the socket drains);
+ * destroys the socket after `stopAfter` frames. Pulls frames lazily, so nothing is built once the client is gone.
+ */
+function pumpFrames(ex: Exchange, frames: Iterator<string, void>, delayMs: number, stopAfter: number): void {
+  const { res } = ex;
+  let written = 0;
+  let next = frames.next();
+  const step = (): void => {
+    ex.timer = undefined;
+    while (!ex.closed && next.done !== true) {
+      const frame = next.value;
+      next = frames.next();
+      if (++written >= stopAfter) return void res.write(frame, () => res.destroy());
+      if (next.done === true) return void res.end(frame);
+      const flushed = res.write(frame);
+      if (delayMs > 0) return void (ex.timer = setTimeout(step, delayMs));
+      if (!flushed) return void res.once('drain', step);
+    }
+  };
+  res.writeHead(200, SSE_HEADERS);
+  // Without a delay, the frames written in one go leave in one syscall; with one, each frame leaves on its own.
+  step();
+}
+
+/**
+ * x-mock-latency-ms, x-mock-chunks and x-mock-chunk-delay-ms override the options for one request. x-mock-status
+ * (400-599) answers that error; x-mock-retry-after adds a Retry-After. x-mock-fail-times N with x-mock-tag T fails
+ * only the first N requests of T (with x-mock-status, default 500). x-mock-fault: hang, reset, reset-mid-stream,
+ * slow-stream (streams only). A malformed value is a 400, never silently ignored: a typo must not pass a test.
+ */
+function readBehaviour(h: IncomingHttpHeaders, d: Settings): Behaviour {
+  const status = intHeader(h, 'x-mock-status', 0);
+  if (status !== 0 && (status < 400 || status > 599)) throw new BadRequest('x-mock-status must be an error status, 400 to 599.');
+  const fault = header(h, 'x-mock-fault');
+  if (fault !== undefined && !FAULTS.has(fault)) throw new BadRequest(`x-mock-fault must be one of ${[...FAULTS].join(', ')}.`);
+  const retryAfter = intHeader(h, 'x-mock-retry-after', -1);
+  const failTimes = intHeader(h, 'x-mock-fail-times', -1);
+  return {
+    latencyMs: intHeader(h, 'x-mock-latency-ms', d.latencyMs),
+    chunks: intHeader(h, 'x-mock-chunks', d.chunks, MAX_CHUNKS),
+    chunkDelayMs: intHeader(h, 'x-mock-chunk-delay-ms', d.chunkDelayMs),
+    status: status === 0 ? undefined : status,
+    retryAfter: retryAfter < 0 ? undefined : retryAfter,
+    failTimes: failTimes < 0 ? undefined : failTimes,
+    fault: fault as Fault | undefined,
+  };
+}
+
+function authorised(s: State, req: IncomingMessage, res: ServerResponse): boolean {
+  if (s.expectedAuth === undefined || req.headers.authorization === s.expectedAuth) return true;
+  const missing = req.headers.authorization === undefined;
+  sendError(res, 401, missing ? "You didn't provide an API key." : 'Incorrect API key provided.', null, 'invalid_api_key');
+  return false;
+}
+
+function sendJson(res: ServerResponse, status: number, json: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+  res.end(json);
+}
+
+function sendError(res: ServerResponse, status: number, message: string, param: string | null = null, code?: string | null): void {
+  const kind = bodies.errorKindFor(status);
+  sendJson(res, status, bodies.errorBody(message, kind.type, code === undefined ? kind.code : code, param));
+}
+
+function header(h: IncomingHttpHeaders, name: string): string | undefined {
+  const value = h[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function intHeader(h: IncomingHttpHeaders, name: string, fallback: number, max = 1e9): number {
+  const raw = header(h, name);
+  if (raw === undefined) return fallback;
+  if (!DIGITS.test(raw) || Number(raw) > max) throw new BadRequest(`${name} must be an integer from 0 to ${max}.`);
+  return Number(raw);
+}
+
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+function nonNegative(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) throw new RangeError(`mock upstream: ${name} must be a non-negative integer`);
+  return value;
+}
+
+function urlHost(address: string): string {
+  if (address === '0.0.0.0') return '127.0.0.1';
+  if (address === '::') return '[::1]';
+  return address.includes(':') ? `[${address}]` : address;
+}

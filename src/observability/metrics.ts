@@ -1,0 +1,62 @@
+// Every spillway_* metric, defined in one place on the process's own prom-client Registry (no global registry).
+// Labels are bounded: route, status class, model and provider names come from config, never from client input.
+import { Registry, Histogram, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export interface Metrics {
+  registry: Registry;
+  httpRequestDuration: Histogram<'route' | 'status'>;
+  queueWait: Histogram<'model'>;
+  upstreamDuration: Histogram<'provider' | 'status'>;
+  upstreamRequests: Counter<'provider' | 'outcome'>;
+  jobsProcessed: Counter<'outcome'>;
+  pendingReplies: Gauge;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'spillway_process_' });
+  const registers = [registry];
+  return {
+    registry,
+    httpRequestDuration: new Histogram({
+      name: 'spillway_http_request_duration_seconds',
+      help: 'Time from request received to response finished (streams: to the last byte), by route and status.',
+      labelNames: ['route', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    queueWait: new Histogram({
+      name: 'spillway_queue_wait_seconds',
+      help: 'Time a job waited in the queue before a worker took it.',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'spillway_upstream_duration_seconds',
+      help: 'Duration of upstream calls (streams: to the last chunk), by provider and HTTP status (0: no response).',
+      labelNames: ['provider', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    upstreamRequests: new Counter({
+      name: 'spillway_upstream_requests_total',
+      help: 'Upstream calls by provider and outcome (ok, error, retry, aborted).',
+      labelNames: ['provider', 'outcome'],
+      registers,
+    }),
+    jobsProcessed: new Counter({
+      name: 'spillway_jobs_processed_total',
+      help: 'Completion jobs finished by workers, by outcome (ok, error, expired, cancelled).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    pendingReplies: new Gauge({
+      name: 'spillway_ingress_pending_requests',
+      help: 'Requests this ingress holds open while their jobs wait or run.',
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,135 @@
+// Composition root of the worker role: provider pools (and the built-in mock), the BullMQ Worker for completions,
+// the cancel listener, an optional /metrics port. Shutdown: stop taking jobs, finish active ones, close.
+import { createServer, type Server } from 'node:http';
+import { Worker } from 'bullmq';
+import { QUEUE_NAMES, createRedisKeys } from '../queue/keys.ts';
+import { ReplyPublisher } from '../queue/reply-publisher.ts';
+import { RecentCancels, listenForCancels } from '../queue/cancel.ts';
+import { CompletionJobSchema, type CompletionResult } from '../queue/jobs.ts';
+import { createProviderRuntime, closeProviderRuntimes, type ProviderRuntime } from '../upstream/dispatcher.ts';
+import { createRouter } from '../upstream/routing.ts';
+import { createCompletionProcessor } from '../upstream/completion-processor.ts';
+import { startMockUpstream, type MockUpstream } from '../mock-upstream/index.ts';
+import { createPatientConnection, waitForRedis } from './redis.ts';
+import type { RoleContext, RunningRole } from './context.ts';
+
+export interface RunningWorker extends RunningRole {
+  worker: Worker;
+}
+
+export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
+  const { config, logger, metrics } = ctx;
+  const keys = createRedisKeys(config.redis.prefix);
+
+  // `mock` providers get an in-process mock upstream on loopback, called through the same HTTP path as real ones.
+  const mocks: MockUpstream[] = [];
+  const providers = new Map<string, ProviderRuntime>();
+  for (const provider of config.providers) {
+    let baseUrl = provider.baseUrl;
+    if (provider.type === 'mock') {
+      const mock = await startMockUpstream({ host: '127.0.0.1', port: 0, ...provider.mock });
+      mocks.push(mock);
+      baseUrl = mock.url;
+    }
+    providers.set(provider.id, createProviderRuntime(provider, baseUrl!));
+  }
+
+  const connection = createPatientConnection(config.redis.url, 'spillway-worker');
+  const publisherRedis = createPatientConnection(config.redis.url, 'spillway-worker-replies', { autoPipelining: true });
+  const cancelSubscriber = createPatientConnection(config.redis.url, 'spillway-worker-cancels');
+  for (const redis of [connection, publisherRedis, cancelSubscriber]) {
+    redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  }
+  const publisher = new ReplyPublisher(publisherRedis, keys);
+  const recentCancels = new RecentCancels();
+  const processor = createCompletionProcessor({
+    providers,
+    router: createRouter(config),
+    publisher,
+    recentCancels,
+    metrics,
+    logger,
+    maxAttempts: config.worker.maxAttempts,
+  });
+
+  const worker = new Worker(QUEUE_NAMES.completions, processor, {
+    connection,
+    prefix: keys.bullPrefix,
+    concurrency: config.worker.concurrency,
+    lockDuration: config.worker.lockDurationMs,
+    stalledInterval: config.worker.stalledIntervalMs,
+    maxStalledCount: config.worker.maxStalledCount,
+    autorun: false,
+  });
+  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  // A job that failed outside the processor's own replies (stalled too often, a bug): tell the waiting ingress.
+  worker.on('failed', (job, err) => {
+    if (job === undefined) return;
+    logger.error({ jobId: job.id, reason: err.message }, 'completion job failed');
+    const data = CompletionJobSchema.safeParse(job.data);
+    if (!data.success || job.id === undefined) return;
+    const result: Extract<CompletionResult, { kind: 'error' }> = {
+      kind: 'error',
+      status: 502,
+      headers: {},
+      error: { message: 'The request failed in the broker before an answer was produced.', type: 'api_error', param: null, code: 'job_failed' },
+    };
+    publisher
+      .forJob(job.id, job.attemptsStarted, data.data.replyTo)
+      .error(result)
+      .catch((publishErr: unknown) => logger.error({ err: publishErr }, 'publishing a failure reply failed'));
+  });
+
+  await waitForRedis(cancelSubscriber, 30_000);
+  const stopListening = await listenForCancels(cancelSubscriber, keys, (jobId) => {
+    if (!worker.cancelJob(jobId, 'client closed the request')) recentCancels.add(jobId);
+  });
+  void worker.run().catch((err: unknown) => logger.error({ err }, 'worker loop stopped'));
+  await worker.waitUntilReady();
+  logger.info({ concurrency: config.worker.concurrency, providers: [...providers.keys()] }, 'worker started');
+
+  const metricsServer = config.worker.metricsPort > 0 ? await serveMetrics(ctx, config.worker.metricsPort) : undefined;
+  const grace = config.server.shutdownGraceMs;
+  return {
+    worker,
+    steps: [
+      { name: 'worker (active jobs)', close: () => worker.close(), timeoutMs: grace, force: () => void worker.close(true) },
+      { name: 'cancel listener', close: () => stopListening(), timeoutMs: 2_000 },
+      { name: 'providers', close: () => closeProviderRuntimes(providers.values()), timeoutMs: 2_000 },
+      { name: 'mock upstream', close: () => Promise.all(mocks.map((m) => m.close())), timeoutMs: 2_000 },
+      {
+        name: 'redis',
+        close: () => Promise.all([connection.quit(), publisherRedis.quit(), cancelSubscriber.quit()]),
+        timeoutMs: 2_000,
+        force: () => [connection, publisherRedis, cancelSubscriber].forEach((r) => r.disconnect()),
+      },
+      ...(metricsServer ? [{ name: 'metrics server', close: () => closeServer(metricsServer), timeoutMs: 1_000 }] : []),
+    ],
+  };
+}
+
+/** The worker's own /metrics and /health (split mode: the ingress's /metrics only covers the ingress process). */
+async function serveMetrics(ctx: RoleContext, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      ctx.metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+    } else if (req.url === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(port, ctx.config.server.host, resolve));
+  ctx.logger.info({ port }, 'worker metrics listening');
+  return server;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,28 @@
+// Resolves a public model name to its ordered upstream targets (first preferred, then fallbacks).
+// Pure lookups over frozen config: no I/O, no state.
+import type { Config, Endpoint, ModelConfig } from '../config/schema.ts';
+
+export interface RouteTarget {
+  provider: string;
+  model: string;
+}
+
+export interface Router {
+  model(name: string): ModelConfig | undefined;
+  targets(name: string): readonly RouteTarget[];
+  servesEndpoint(model: ModelConfig, endpoint: Endpoint): boolean;
+}
+
+export function createRouter(config: Config): Router {
+  const models = new Map(config.models.map((m) => [m.name, m]));
+  return {
+    model: (name) => models.get(name),
+    targets: (name) => models.get(name)?.route ?? [],
+    servesEndpoint: (model, endpoint) => model.endpoints === undefined || model.endpoints.includes(endpoint),
+  };
+}
+
+/** The target for the n-th attempt (0-based): walk the route in order, then wrap around. */
+export function targetForAttempt(targets: readonly RouteTarget[], attempt: number): RouteTarget | undefined {
+  return targets.length === 0 ? undefined : targets[attempt % targets.length];
+}
