@@ -1,7 +1,7 @@
 // buildApp(deps): the Fastify ingress without listening (tests use inject() or listen on port 0).
 // Wires plugins and routes only; owns no connection and starts nothing.
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -13,6 +13,7 @@ import { errorHandlerPlugin } from './plugins/error-handler.ts';
 import { healthPlugin } from './plugins/health.ts';
 import { registerCompletionRoutes } from './routes/completions.ts';
 import { registerModelRoutes } from './routes/models.ts';
+import { recordRequest } from './access-log.ts';
 
 export interface IngressDeps {
   config: Config;
@@ -29,7 +30,8 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One log line per request is written by the routes themselves (with tenant and job); none from Fastify.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.config.server.bodyLimitBytes,
     trustProxy: deps.config.server.trustProxy,
     // A client's X-Request-Id is kept when it is sane, so logs can be correlated end to end.
@@ -48,10 +50,7 @@ export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    deps.metrics.httpRequestDuration.observe({ route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
-  });
+  app.addHook('onResponse', async (request, reply) => recordRequest(deps.metrics, request, reply.statusCode, reply.elapsedTime));
 
   const authenticate = createAuthenticator(deps.config.tenants);
   const router = createRouter(deps.config);

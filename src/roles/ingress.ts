@@ -55,9 +55,16 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
     steps: [
       {
         name: 'http server (in-flight requests)',
-        close: () => {
+        close: async () => {
           draining = true;
-          return app.close();
+          // Keep-alive connections whose last response finished during the drain would hold close() open
+          // until their idle timeout: close them as soon as they go idle.
+          const reaper = setInterval(() => app.server.closeIdleConnections(), 200);
+          try {
+            await app.close();
+          } finally {
+            clearInterval(reaper);
+          }
         },
         timeoutMs: grace,
         force: () => app.server.closeAllConnections(),

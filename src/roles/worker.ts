@@ -60,6 +60,8 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     stalledInterval: config.worker.stalledIntervalMs,
     maxStalledCount: config.worker.maxStalledCount,
     autorun: false,
+    // Stored on each job as processedBy: which worker holds or held it (queue UI, crash forensics).
+    name: ctx.instanceId,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
   // A job that failed outside the processor's own replies (stalled too often, a bug): tell the waiting ingress.

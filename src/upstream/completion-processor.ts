@@ -52,8 +52,11 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
     const targets = model === undefined ? [] : model.route;
     try {
       const result = await callUpstream(deps, data, targets, replies, signal ?? new AbortController().signal);
-      if (result.kind === 'error') await replies.error(result);
-      else await replies.done(result);
+      // A lost PUBLISH is not a failed job: the result is stored as the return value, which the ingress
+      // reads when it reconciles after a reconnect.
+      await (result.kind === 'error' ? replies.error(result) : replies.done(result)).catch((err: unknown) =>
+        log.error({ err }, 'publishing the final reply failed'),
+      );
       deps.metrics.jobsProcessed.inc({ outcome: result.kind === 'error' ? 'error' : 'ok' });
       return result;
     } catch (err) {

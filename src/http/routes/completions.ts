@@ -13,6 +13,7 @@ import type { Metrics } from '../../observability/metrics.ts';
 import { parseRequestBody } from '../../openai/schemas.ts';
 import { modelNotAllowed, modelNotFound, modelWrongEndpoint, serviceUnavailable } from '../../errors.ts';
 import { PendingRequest } from '../pending-request.ts';
+import { recordRequest } from '../access-log.ts';
 
 export interface CompletionRouteDeps {
   config: Config;
@@ -95,8 +96,8 @@ async function handle(
   }
   const settled = await pending.settled;
   if (settled.kind === 'streamed') {
-    // Hijacked replies skip Fastify's onResponse hook: record the stream's duration here.
-    deps.metrics.httpRequestDuration.observe({ route: request.routeOptions.url ?? 'unmatched', status: String(settled.status) }, reply.elapsedTime / 1000);
+    // Hijacked replies skip Fastify's onResponse hook: record the stream here.
+    recordRequest(deps.metrics, request, settled.status, reply.elapsedTime);
     return reply;
   }
   return reply.code(settled.status).header('content-type', 'application/json; charset=utf-8').send(settled.body);

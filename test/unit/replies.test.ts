@@ -1,0 +1,62 @@
+// The reply protocol between worker and ingress: every message kind survives an encode/decode round trip, and
+// anything malformed decodes to undefined (the reader drops it instead of trusting its TypeScript type).
+import { describe, expect, it } from 'vitest';
+import { decodeReply, encodeReply, type ReplyMessage } from '../../src/queue/replies.ts';
+
+const MESSAGES: Record<string, ReplyMessage> = {
+  head: { k: 'head', j: 'job-1', a: 1, status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8' } },
+  chunk: { k: 'chunk', j: 'job-1', a: 1, seq: 3, data: ['{"id":"c","choices":[]}', '{"x":"line\\nbreak"}'] },
+  'done (JSON body)': { k: 'done', j: 'job-2', a: 0, result: { kind: 'body', status: 200, body: '{"object":"chat.completion"}' } },
+  'done (stream, with usage)': { k: 'done', j: 'job-3', a: 2, result: { kind: 'stream', chunks: 12, usage: { total_tokens: 20 } } },
+  'done (stream, no usage)': { k: 'done', j: 'job-3', a: 2, result: { kind: 'stream', chunks: 0 } },
+  error: {
+    k: 'error',
+    j: 'job-4',
+    a: 1,
+    status: 503,
+    headers: { 'retry-after': '2' },
+    error: { message: 'overloaded', type: 'server_error', param: null, code: 'upstream_overloaded' },
+  },
+};
+
+describe('round trip', () => {
+  it.each(Object.entries(MESSAGES))('a %s message decodes to an equal message', (_kind, message) => {
+    const raw = encodeReply(message);
+    expect(typeof raw).toBe('string');
+    expect(decodeReply(raw)).toEqual(message);
+  });
+
+  it('an encoded message is compact JSON of the message itself', () => {
+    expect(JSON.parse(encodeReply(MESSAGES.head!))).toEqual(MESSAGES.head);
+  });
+});
+
+describe('malformed input decodes to undefined', () => {
+  const valid = (kind: string): Record<string, unknown> => JSON.parse(encodeReply(MESSAGES[kind]!)) as Record<string, unknown>;
+
+  it.each(['', 'not json', '{"k":"head"', 'null', '42', '"head"', '[]'])('raw text %j', (raw) => {
+    expect(decodeReply(raw)).toBeUndefined();
+  });
+
+  const shapes: Array<[string, Record<string, unknown>]> = [
+    ['an unknown kind', { ...valid('head'), k: 'hello' }],
+    ['a missing job id', { ...valid('head'), j: undefined }],
+    ['an empty job id', { ...valid('head'), j: '' }],
+    ['a negative attempt', { ...valid('head'), a: -1 }],
+    ['a fractional status', { ...valid('head'), status: 200.5 }],
+    ['a header that is not a string', { ...valid('head'), headers: { 'retry-after': 2 } }],
+    ['an unknown field (strict objects)', { ...valid('head'), extra: true }],
+    ['a chunk with no data', { ...valid('chunk'), data: [] }],
+    ['a chunk with a negative seq', { ...valid('chunk'), seq: -1 }],
+    ['a chunk whose data is a string', { ...valid('chunk'), data: 'x' }],
+    ['a done carrying an error result', { ...valid('done (JSON body)'), result: { kind: 'error', status: 500, headers: {}, error: MESSAGES.error } }],
+    ['a done with an unknown result kind', { ...valid('done (JSON body)'), result: { kind: 'other' } }],
+    ['a done whose body is an object', { ...valid('done (JSON body)'), result: { kind: 'body', status: 200, body: {} } }],
+    ['an error without a code', { ...valid('error'), error: { message: 'm', type: 't', param: null } }],
+    ['an error whose code is a number', { ...valid('error'), error: { message: 'm', type: 't', param: null, code: 5 } }],
+  ];
+
+  it.each(shapes)('%s', (_what, shape) => {
+    expect(decodeReply(JSON.stringify(shape))).toBeUndefined();
+  });
+});
