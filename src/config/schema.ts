@@ -3,8 +3,15 @@
 import { z } from 'zod';
 import { DEFAULT_PREFIX } from '../queue/keys.ts';
 
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
+// `port: ${PORT}` arrives as the string "8080" after interpolation: number and boolean fields accept their
+// plain string forms too (and only those), so environment-driven files work.
+const fromEnv = <T extends z.ZodType>(schema: T, pattern: RegExp, convert: (s: string) => unknown) =>
+  z.preprocess((value) => (typeof value === 'string' && pattern.test(value.trim()) ? convert(value.trim()) : value), schema);
+const int = (schema: z.ZodNumber) => fromEnv(schema, /^-?\d+$/, Number);
+const bool = () => fromEnv(z.boolean(), /^(true|false)$/, (s) => s === 'true');
+
+const positiveInt = int(z.number().int().positive());
+const nonNegativeInt = int(z.number().int().nonnegative());
 
 /** A client-facing model name or provider id: no spaces, no control characters. */
 const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$/, 'must be 1-128 characters: letters, digits and . _ : / @ -');
@@ -56,7 +63,7 @@ export const TenantSchema = z
     /** API keys as `sha256:<hex>`; plain keys only when `dev: true`. */
     keys: z.array(z.string().min(8)).min(1),
     /** Allows plain-text keys in `keys`, for development only. */
-    dev: z.boolean().default(false),
+    dev: bool().default(false),
     /** Model names this tenant may call; default: every configured model. */
     models: z.array(identifier).optional(),
     /** How long a request of this tenant may wait in the queue before it is refused or times out. */
@@ -76,7 +83,7 @@ export const ConfigSchema = z
     server: z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
-        port: z.number().int().min(0).max(65_535).default(8080),
+        port: int(z.number().int().min(0).max(65_535)).default(8080),
         /** Largest accepted request body; beyond it: 413. */
         bodyLimitBytes: positiveInt.default(10 * 1024 * 1024),
         /** Upstream time allowed to a request once a worker takes it (added to the queue wait for the deadline). */
@@ -90,7 +97,7 @@ export const ConfigSchema = z
         /** Client headers forwarded to the upstream; `*` at the end matches a prefix (e.g. `x-mock-*`). */
         forwardHeaders: z.array(z.string().regex(/^[a-z0-9-]+\*?$/, 'must be a lowercase header name, optionally ending in *')).default([]),
         /** Trust X-Forwarded-* from a proxy in front (nginx). */
-        trustProxy: z.boolean().default(false),
+        trustProxy: bool().default(false),
       })
       .prefault({}),
     redis: z
@@ -104,20 +111,20 @@ export const ConfigSchema = z
         /** Jobs one worker process runs at once (upstream calls are I/O bound: high is right). */
         concurrency: positiveInt.default(256),
         /** A job whose worker stops renewing its lock for this long is stalled and taken over by another worker. */
-        lockDurationMs: z.number().int().min(1000).default(10_000),
-        stalledIntervalMs: z.number().int().min(500).default(5_000),
+        lockDurationMs: int(z.number().int().min(1000)).default(10_000),
+        stalledIntervalMs: int(z.number().int().min(500)).default(5_000),
         /** How often a job may stall before it fails. */
         maxStalledCount: nonNegativeInt.default(1),
         /** Attempts per request across the route's targets (first call included). */
         maxAttempts: positiveInt.default(3),
         /** Port of the worker's own /metrics and /health (split mode); 0: none. */
-        metricsPort: z.number().int().min(0).max(65_535).default(0),
+        metricsPort: int(z.number().int().min(0).max(65_535)).default(0),
       })
       .prefault({}),
     jobs: z
       .strictObject({
         /** How long a finished job (and its result) stays in Redis, for reconciliation after a reconnect. */
-        keepCompletedSeconds: positiveInt.default(300),
+        keepCompletedSeconds: positiveInt.default(60),
         keepFailedSeconds: positiveInt.default(3600),
       })
       .prefault({}),
@@ -130,39 +137,59 @@ export const ConfigSchema = z
       })
       .prefault({}),
   })
-  .superRefine((config, ctx) => {
-    const providerIds = new Set<string>();
-    config.providers.forEach((provider, i) => {
-      if (providerIds.has(provider.id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `duplicate provider id "${provider.id}"` });
-      providerIds.add(provider.id);
-      if (provider.type !== 'mock' && provider.baseUrl === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['providers', i, 'baseUrl'], message: `required for type "${provider.type}"` });
+  // `when`: run the cross-reference checks even when other fields are wrong, so one run names every problem.
+  // The input may then be partly invalid, hence the shape guards.
+  .superRefine((config, ctx) => checkCrossReferences(config, ctx), { when: () => true });
+
+type Ctx = z.RefinementCtx;
+const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+const field = (value: unknown, key: string): unknown => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined);
+const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+function checkCrossReferences(config: unknown, ctx: Ctx): void {
+  const providerIds = new Set<string>();
+  list(field(config, 'providers')).forEach((provider, i) => {
+    const id = text(field(provider, 'id'));
+    if (id === undefined) return;
+    if (providerIds.has(id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `duplicate provider id "${id}"` });
+    providerIds.add(id);
+    const type = text(field(provider, 'type'));
+    if (type !== undefined && type !== 'mock' && field(provider, 'baseUrl') === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['providers', i, 'baseUrl'], message: `required for type "${type}"` });
+    }
+  });
+  const modelNames = new Set<string>();
+  list(field(config, 'models')).forEach((model, i) => {
+    const name = text(field(model, 'name'));
+    if (name !== undefined) {
+      if (modelNames.has(name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `duplicate model name "${name}"` });
+      modelNames.add(name);
+    }
+    list(field(model, 'route')).forEach((target, j) => {
+      const provider = text(field(target, 'provider'));
+      if (provider !== undefined && !providerIds.has(provider)) {
+        ctx.addIssue({ code: 'custom', path: ['models', i, 'route', j, 'provider'], message: `no provider with id "${provider}"` });
       }
     });
-    const modelNames = new Set<string>();
-    config.models.forEach((model, i) => {
-      if (modelNames.has(model.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `duplicate model name "${model.name}"` });
-      modelNames.add(model.name);
-      model.route.forEach((target, j) => {
-        if (!providerIds.has(target.provider)) {
-          ctx.addIssue({ code: 'custom', path: ['models', i, 'route', j, 'provider'], message: `no provider with id "${target.provider}"` });
-        }
-      });
+  });
+  const tenantIds = new Set<string>();
+  const keys = new Set<string>();
+  list(field(config, 'tenants')).forEach((tenant, i) => {
+    const id = text(field(tenant, 'id'));
+    if (id !== undefined) {
+      if (tenantIds.has(id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${id}"` });
+      tenantIds.add(id);
+    }
+    list(field(tenant, 'keys')).forEach((key, j) => {
+      if (typeof key !== 'string') return;
+      if (keys.has(key)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'keys', j], message: 'key already belongs to another tenant' });
+      keys.add(key);
     });
-    const tenantIds = new Set<string>();
-    const keys = new Set<string>();
-    config.tenants.forEach((tenant, i) => {
-      if (tenantIds.has(tenant.id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${tenant.id}"` });
-      tenantIds.add(tenant.id);
-      tenant.keys.forEach((key, j) => {
-        if (keys.has(key)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'keys', j], message: 'key already belongs to another tenant' });
-        keys.add(key);
-      });
-      tenant.models?.forEach((name, j) => {
-        if (!modelNames.has(name)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'models', j], message: `no model named "${name}"` });
-      });
+    list(field(tenant, 'models')).forEach((name, j) => {
+      if (typeof name === 'string' && !modelNames.has(name)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'models', j], message: `no model named "${name}"` });
     });
   });
+}
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

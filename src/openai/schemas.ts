@@ -63,18 +63,28 @@ export function parseRequestBody(endpoint: Endpoint, body: unknown): ParsedReque
     throw invalidRequest('The request body must be a JSON object.');
   }
   const result = schemas[endpoint].safeParse(body);
-  if (!result.success) throw toValidationError(result.error.issues);
+  if (!result.success) throw toValidationError(result.error.issues, body);
   const parsed = result.data as { model: string; stream?: boolean | null };
   // Validation only: forward the client's own object so unknown fields and their order survive untouched.
   return { body: body as Record<string, unknown>, model: parsed.model, stream: parsed.stream === true };
 }
 
-function toValidationError(issues: readonly z.core.$ZodIssue[]): SpillwayError {
+function toValidationError(issues: readonly z.core.$ZodIssue[], body: object): SpillwayError {
   const issue = issues[0];
   if (issue === undefined) return invalidRequest('Invalid request body.');
   const param = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
+  // zod does not keep the input on an issue: look in the client's body to tell "missing" from "wrong".
+  if (valueAt(body, issue.path) === undefined) {
     return invalidRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
   }
   return invalidRequest(`Invalid value for '${param}': ${issue.message}`, param || null, 'invalid_value');
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
 }

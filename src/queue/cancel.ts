@@ -41,6 +41,7 @@ export class RecentCancels {
   }
 
   add(jobId: string, now = Date.now()): void {
+    this.entries.delete(jobId); // re-adding moves the id to the end, keeping the map ordered by expiry
     this.entries.set(jobId, now + this.ttlMs);
     // Map iterates in insertion order: the oldest entries expire first.
     for (const [id, expires] of this.entries) {

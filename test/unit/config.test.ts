@@ -181,6 +181,15 @@ describe('${VAR} interpolation', () => {
     expect(err.message).not.toContain('sk-other-secret');
   });
 
+  it('reads numbers and booleans from variables (a port from the environment), and still rejects non-numbers', () => {
+    const file = writeYaml(`server:\n  port: \${LISTEN_PORT}\n  trustProxy: \${TRUST}\nworker:\n  concurrency: \${CONCURRENCY}\n${VALID}`);
+    const { config } = loadConfig({ file, env: { LISTEN_PORT: '9099', TRUST: 'true', CONCURRENCY: '64' } });
+    expect(config.server).toMatchObject({ port: 9099, trustProxy: true });
+    expect(config.worker.concurrency).toBe(64);
+    const err = configError(() => loadConfig({ file, env: { LISTEN_PORT: 'eighty', TRUST: 'true', CONCURRENCY: '64' } }));
+    expect(err.problems).toEqual([expect.stringMatching(/^server\.port: /)]);
+  });
+
   it('every missing variable is reported, not only the first', () => {
     const file = writeYaml(VALID.replace('apiKey: sk-file-key', 'apiKey: ${A_KEY}').replace('id: acme', 'id: ${TENANT_ID}'));
     const err = configError(() => loadConfig({ file, env: {} }));

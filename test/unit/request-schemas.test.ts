@@ -80,7 +80,7 @@ describe('refused bodies', () => {
     ['chat.completions', 'messages'],
     ['completions', 'prompt'],
     ['embeddings', 'input'],
-  ])('a %s body without %s is missing_required_parameter naming it', (endpoint, field) => {
+  ])('a body for %s without %s is missing_required_parameter naming it', (endpoint, field) => {
     const err = rejection(endpoint, { model: 'm' });
     expect(err).toMatchObject({ statusCode: 400, param: field, code: 'missing_required_parameter' });
     expect(err.message).toBe(`Missing required parameter: '${field}'.`);
