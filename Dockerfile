@@ -10,7 +10,7 @@ WORKDIR /app
 # Manifests first so the npm ci layer is reused until dependencies change.
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/ scripts/
 COPY bin/ bin/
 COPY src/ src/

@@ -22,7 +22,7 @@ Commands:
 
 Options:
   --config FILE         YAML configuration (default: $SPILLWAY_CONFIG, else the built-in dev config)
-  --port N              mock-upstream: port to listen on
+  --port N, --host H    mock-upstream: where to listen (default 9000 on 127.0.0.1; env PORT, HOST)
   --latency-ms N, --chunks N, --chunk-delay-ms N, --max-concurrency N
                         mock-upstream: default behaviour (per request: x-mock-* headers)
   -h, --help            this text
@@ -40,6 +40,7 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
         'latency-ms': { type: 'string' },
         chunks: { type: 'string' },
         'chunk-delay-ms': { type: 'string' },
@@ -118,7 +119,7 @@ async function runMock(values: Record<string, string | boolean | undefined>): Pr
   }
   const logger = createLogger('info', 'spillway-mock');
   const mock = await startMockUpstream({
-    host: process.env.HOST ?? '127.0.0.1',
+    host: (typeof values.host === 'string' ? values.host : undefined) ?? process.env.HOST ?? '127.0.0.1',
     port: numbers.port,
     latencyMs: numbers['latency-ms'],
     chunks: numbers.chunks,

@@ -117,6 +117,8 @@ export const ConfigSchema = z
         maxStalledCount: nonNegativeInt.default(1),
         /** Attempts per request across the route's targets (first call included). */
         maxAttempts: positiveInt.default(3),
+        /** Time active jobs get to finish on SIGTERM (an upstream call may run requestTimeoutMs). */
+        shutdownGraceMs: positiveInt.default(130_000),
         /** Port of the worker's own /metrics and /health (split mode); 0: none. */
         metricsPort: int(z.number().int().min(0).max(65_535)).default(0),
       })

@@ -91,7 +91,7 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   logger.info({ concurrency: config.worker.concurrency, providers: [...providers.keys()] }, 'worker started');
 
   const metricsServer = config.worker.metricsPort > 0 ? await serveMetrics(ctx, config.worker.metricsPort) : undefined;
-  const grace = config.server.shutdownGraceMs;
+  const grace = config.worker.shutdownGraceMs;
   return {
     worker,
     steps: [
