@@ -39,6 +39,9 @@ export class PendingRequest implements ReplySink {
       this.resolve = resolve;
       this.reject = reject;
     });
+    // The client may go away before the route awaits `settled` (e.g. during enqueue): that rejection is
+    // expected and must not count as unhandled. Awaiting `settled` still sees it.
+    this.settled.catch(() => undefined);
     this.timer = setTimeout(() => this.abandon('deadline', deadlineExceeded()), Math.max(0, options.deadline - Date.now()));
     options.reply.raw.on('close', this.onClientClose);
   }
@@ -119,12 +122,18 @@ export class PendingRequest implements ReplySink {
     this.resolve({ kind: 'streamed', status: err.statusCode });
   }
 
+  /** The job could not be enqueued: stop the deadline timer and the close listener, answer `err` as JSON. */
+  failBeforeEnqueue(err: SpillwayError): void {
+    if (this.done) return;
+    this.fail(err);
+  }
+
   private startStream(attempt: number, status: number): void {
     this.streamAttempt = attempt;
     const { reply } = this.options;
     reply.hijack();
+    // No flushHeaders(): the head goes out with the first chunk, a tick later, in one write.
     reply.raw.writeHead(status, { ...SSE_HEADERS, 'x-request-id': this.options.requestId });
-    reply.raw.flushHeaders();
   }
 
   private abandon(reason: 'client_closed' | 'deadline' | 'stream_broken', err: SpillwayError): void {

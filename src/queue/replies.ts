@@ -44,17 +44,33 @@ export type ChunkMessage = Extract<ReplyMessage, { k: 'chunk' }>;
 export type DoneMessage = Extract<ReplyMessage, { k: 'done' }>;
 export type ErrorMessage = Extract<ReplyMessage, { k: 'error' }>;
 
+/**
+ * Chunk messages are the hot path (one per stream event or batch of events), so they have a compact form:
+ * a JSON header line, then the SSE payloads one per line, as they came from the upstream. It spares escaping
+ * every payload into JSON and parsing it back. A payload with a newline in it (multi-line SSE data) makes
+ * the message fall back to plain JSON; JSON.stringify never emits a raw newline, so the two cannot be confused.
+ */
 export function encodeReply(message: ReplyMessage): string {
+  if (message.k === 'chunk' && message.data.every((d) => !d.includes('\n'))) {
+    return `${JSON.stringify({ k: 'chunk', j: message.j, a: message.a, seq: message.seq })}\n${message.data.join('\n')}`;
+  }
   return JSON.stringify(message);
 }
 
+const ChunkHeaderSchema = ReplyMessageSchema.options[1].omit({ data: true });
+
 /** Returns the message, or undefined for anything that is not a well-formed reply. */
 export function decodeReply(raw: string): ReplyMessage | undefined {
+  const newline = raw.indexOf('\n');
   let value: unknown;
   try {
-    value = JSON.parse(raw);
+    value = JSON.parse(newline === -1 ? raw : raw.slice(0, newline));
   } catch {
     return undefined;
+  }
+  if (newline !== -1) {
+    const header = ChunkHeaderSchema.safeParse(value);
+    return header.success ? { ...header.data, data: raw.slice(newline + 1).split('\n') } : undefined;
   }
   const result = ReplyMessageSchema.safeParse(value);
   return result.success ? result.data : undefined;

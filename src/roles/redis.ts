@@ -2,8 +2,15 @@
 // a 503 instead of hanging; BullMQ worker and subscriber connections retry forever (maxRetriesPerRequest: null).
 import { Redis } from 'ioredis';
 
+/** Auto-pipelining: the commands of concurrent requests (one Queue.add each) leave in one socket write. */
 export function createFailFastConnection(url: string, name: string): Redis {
-  return new Redis(url, { connectionName: name, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: reconnectDelay });
+  return new Redis(url, {
+    connectionName: name,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    enableAutoPipelining: true,
+    retryStrategy: reconnectDelay,
+  });
 }
 
 export function createPatientConnection(url: string, name: string, options: { autoPipelining?: boolean } = {}): Redis {

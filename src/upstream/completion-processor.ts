@@ -27,7 +27,8 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
     const data = parsed.data;
     const jobId = job.id ?? data.requestId;
     const replies = deps.publisher.forJob(jobId, job.attemptsStarted, data.replyTo);
-    const log = deps.logger.child({ jobId, reqId: data.requestId, tenant: data.tenant, model: data.model });
+    // Built only when something is logged: a child logger per job is measurable on the hot path.
+    const log = () => deps.logger.child({ jobId, reqId: data.requestId, tenant: data.tenant, model: data.model });
     const now = Date.now();
     deps.metrics.queueWait.observe({ model: data.model }, Math.max(0, (job.processedOn ?? now) - data.enqueuedAt) / 1000);
 
@@ -40,7 +41,7 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
         headers: {},
         error: { message: 'The request did not complete before its deadline.', type: 'timeout_error', param: null, code: 'deadline_exceeded' },
       };
-      await replies.error(result).catch((err: unknown) => log.error({ err }, 'publishing a reply failed'));
+      await replies.error(result).catch((err: unknown) => log().error({ err }, 'publishing a reply failed'));
       return result;
     }
     if (deps.recentCancels.has(jobId) || signal?.aborted) {
@@ -55,13 +56,13 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
       // A lost PUBLISH is not a failed job: the result is stored as the return value, which the ingress
       // reads when it reconciles after a reconnect.
       await (result.kind === 'error' ? replies.error(result) : replies.done(result)).catch((err: unknown) =>
-        log.error({ err }, 'publishing the final reply failed'),
+        log().error({ err }, 'publishing the final reply failed'),
       );
       deps.metrics.jobsProcessed.inc({ outcome: result.kind === 'error' ? 'error' : 'ok' });
       return result;
     } catch (err) {
       if (err instanceof CallCancelledError) {
-        log.info('upstream call aborted: client gone');
+        log().info('upstream call aborted: client gone');
         deps.metrics.jobsProcessed.inc({ outcome: 'cancelled' });
         return cancelledResult();
       }

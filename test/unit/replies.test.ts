@@ -32,7 +32,8 @@ describe('round trip', () => {
 });
 
 describe('malformed input decodes to undefined', () => {
-  const valid = (kind: string): Record<string, unknown> => JSON.parse(encodeReply(MESSAGES[kind]!)) as Record<string, unknown>;
+  // The plain JSON form of each message (the compact chunk form is covered below).
+  const valid = (kind: string): Record<string, unknown> => structuredClone(MESSAGES[kind]!) as Record<string, unknown>;
 
   it.each(['', 'not json', '{"k":"head"', 'null', '42', '"head"', '[]'])('raw text %j', (raw) => {
     expect(decodeReply(raw)).toBeUndefined();
@@ -58,5 +59,30 @@ describe('malformed input decodes to undefined', () => {
 
   it.each(shapes)('%s', (_what, shape) => {
     expect(decodeReply(JSON.stringify(shape))).toBeUndefined();
+  });
+});
+
+describe('the compact chunk form', () => {
+  const payloads = ['{"id":"c1","choices":[{"delta":{"content":"Hi \\"there\\""}}]}', '{"id":"c1","choices":[]}'];
+
+  it('carries SSE payloads verbatim, one per line after a JSON header, and decodes them back', () => {
+    const raw = encodeReply({ k: 'chunk', j: 'job-9', a: 1, seq: 4, data: payloads });
+    expect(raw.split('\n').slice(1)).toEqual(payloads);
+    expect(decodeReply(raw)).toEqual({ k: 'chunk', j: 'job-9', a: 1, seq: 4, data: payloads });
+  });
+
+  it('falls back to plain JSON when a payload has a newline of its own', () => {
+    const data = ['first line\nsecond line'];
+    const raw = encodeReply({ k: 'chunk', j: 'job-9', a: 1, seq: 0, data });
+    expect(raw).not.toContain('\n');
+    expect(decodeReply(raw)).toEqual({ k: 'chunk', j: 'job-9', a: 1, seq: 0, data });
+  });
+
+  it.each([
+    ['a header of another kind', `${JSON.stringify({ k: 'head', j: 'j', a: 1, status: 200, headers: {} })}\nx`],
+    ['a header without seq', `${JSON.stringify({ k: 'chunk', j: 'j', a: 1 })}\nx`],
+    ['a header that is not JSON', '{"k":"chunk",\nx'],
+  ])('rejects %s', (_what, raw) => {
+    expect(decodeReply(raw)).toBeUndefined();
   });
 });

@@ -18,12 +18,18 @@ export function createAuthenticator(tenants: readonly TenantConfig[]): Authentic
       byHash.set(key.startsWith('sha256:') ? key.slice('sha256:'.length) : hashApiKey(key), tenant);
     }
   }
+  // Keys already proven valid skip the hash (measurable per request). Only valid keys are remembered, so the
+  // map is bounded by the configured keys whatever a client sends.
+  const verified = new Map<string, TenantConfig>();
   return (request) => {
     const header = request.headers.authorization;
     const key = header?.startsWith('Bearer ') ? header.slice(7).trim() : (request.headers['api-key'] as string | undefined);
     if (!key) throw missingApiKey();
+    const known = verified.get(key);
+    if (known !== undefined) return known;
     const tenant = byHash.get(hashApiKey(key));
     if (tenant === undefined) throw invalidApiKey();
+    verified.set(key, tenant);
     return tenant;
   };
 }

@@ -69,15 +69,16 @@ async function handle(
     enqueuedAt: now,
     deadline,
   };
-  const log = request.log.child({ tenant: tenant.id, jobId, model: model.name });
+  // Built only when something is logged: a child logger per request is measurable on the hot path.
+  const log = () => request.log.child({ tenant: tenant.id, jobId, model: model.name });
   const pending = new PendingRequest({
     reply,
     stream: parsed.stream,
     deadline,
     requestId: request.id,
     onAbandon: (reason) => {
-      log.info({ reason }, 'request abandoned: cancelling its job');
-      deps.queue.cancel(jobId).catch((err: unknown) => log.warn({ err }, 'cancelling a job failed'));
+      log().info({ reason }, 'request abandoned: cancelling its job');
+      deps.queue.cancel(jobId).catch((err: unknown) => log().warn({ err }, 'cancelling a job failed'));
     },
     onFinish: () => {
       deps.bus.unregister(jobId);
@@ -89,10 +90,9 @@ async function handle(
   try {
     await deps.queue.enqueue(jobId, job);
   } catch (err) {
-    deps.bus.unregister(jobId);
-    deps.metrics.pendingReplies.dec();
-    log.error({ err }, 'enqueue failed');
-    throw serviceUnavailable('The request queue is unavailable; try again shortly.');
+    log().error({ err }, 'enqueue failed');
+    // Finishes the pending request once (timer, listener, bus entry, gauge); `settled` rejects with the 503.
+    pending.failBeforeEnqueue(serviceUnavailable('The request queue is unavailable; try again shortly.'));
   }
   const settled = await pending.settled;
   if (settled.kind === 'streamed') {
