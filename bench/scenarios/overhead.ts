@@ -1,0 +1,71 @@
+// Scenario "overhead": 10 keep-alive clients, non-streaming, upstream latency 0 — the latency Spillway adds to a call.
+// Same request, same mock, measured direct then through Spillway; the difference of the percentiles is the overhead.
+import { runFixedLoad, warmUp } from '../support/fixed-load.ts';
+import { jobTimings } from '../support/job-timings.ts';
+import { rawRoundTrip } from '../support/raw-round-trip.ts';
+import { flatten } from '../support/stats.ts';
+import { chatRequest } from '../support/targets.ts';
+import type { Scenario } from '../support/scenario.ts';
+
+const CONNECTIONS = 10;
+
+export const overhead: Scenario = {
+  name: 'overhead',
+  summary: `${CONNECTIONS} concurrent clients, non-streaming, upstream latency 0 ms: latency added by Spillway (and the raw BullMQ floor)`,
+  rows: [
+    { label: 'latency p50', unit: 'ms', direct: 'direct_latency_p50', spillway: 'spillway_latency_p50', compare: { metric: 'added_p50', unit: 'ms' } },
+    { label: 'latency p90', unit: 'ms', direct: 'direct_latency_p90', spillway: 'spillway_latency_p90', compare: { metric: 'added_p90', unit: 'ms' } },
+    { label: 'latency p99', unit: 'ms', direct: 'direct_latency_p99', spillway: 'spillway_latency_p99', compare: { metric: 'added_p99', unit: 'ms' } },
+    { label: 'requests/s', unit: 'req/s', direct: 'direct_rps', spillway: 'spillway_rps', compare: { metric: 'spillway_pct_of_direct_rps', unit: '%' } },
+    { label: 'failed requests', unit: 'count', direct: 'direct_failed', spillway: 'spillway_failed' },
+    // The floor: a bare BullMQ round trip (no HTTP) at the same concurrency, in the same topology.
+    { label: 'raw BullMQ round trip p50 (floor)', unit: 'ms', spillway: 'raw_latency_p50' },
+    { label: 'raw BullMQ round trip p99 (floor)', unit: 'ms', spillway: 'raw_latency_p99' },
+    // BullMQ's timestamps on the completed jobs (ms resolution): where Spillway's latency goes.
+    { label: 'of which job waiting in Redis (added → taken), p50', unit: 'ms', spillway: 'job_wait_p50' },
+    { label: 'of which job waiting in Redis, p99', unit: 'ms', spillway: 'job_wait_p99' },
+    { label: 'of which job in a worker (taken → finished), p50', unit: 'ms', spillway: 'job_run_p50' },
+    { label: 'of which job in a worker, p99', unit: 'ms', spillway: 'job_run_p99' },
+    { label: 'rest of p50: ingress, HTTP, reply', unit: 'ms', spillway: 'rest_p50' },
+  ],
+  targets: [
+    { label: 'added latency p50', metric: 'added_p50', op: '<=', limit: 3, unit: 'ms' },
+    { label: 'added latency p99', metric: 'added_p99', op: '<=', limit: 10, unit: 'ms' },
+  ],
+  async run(ctx) {
+    const { direct, spillway } = ctx.stack.targets('open');
+    const options = { stream: false, mock: { latencyMs: 0 } };
+    const measure = async (request: ReturnType<typeof chatRequest>) => runFixedLoad(request, CONNECTIONS, await warmUp(request, CONNECTIONS, ctx.durationMs));
+    const d = await measure(chatRequest(direct, options));
+    const since = Date.now();
+    const s = await measure(chatRequest(spillway, options));
+    ctx.stack.assertAlive();
+    const jobs = await jobTimings(ctx.stack.queue, since);
+    const raw = await rawRoundTrip(ctx, CONNECTIONS);
+    return {
+      metrics: {
+        ...flatten('direct_latency', d.latency),
+        ...flatten('spillway_latency', s.latency),
+        added_p50: s.latency.p50 - d.latency.p50,
+        added_p90: s.latency.p90 - d.latency.p90,
+        added_p99: s.latency.p99 - d.latency.p99,
+        direct_rps: d.rps,
+        spillway_rps: s.rps,
+        spillway_pct_of_direct_rps: (100 * s.rps) / d.rps,
+        direct_failed: d.failed,
+        spillway_failed: s.failed,
+        job_wait_p50: jobs.wait.p50,
+        job_wait_p99: jobs.wait.p99,
+        job_run_p50: jobs.run.p50,
+        job_run_p99: jobs.run.p99,
+        rest_p50: s.latency.p50 - jobs.wait.p50 - jobs.run.p50,
+        ...flatten('raw_latency', raw.latency),
+      },
+      details: {
+        direct: { statuses: d.statuses, ok: d.ok, timeouts: d.timeouts, durationS: d.durationS },
+        spillway: { statuses: s.statuses, ok: s.ok, timeouts: s.timeouts, durationS: s.durationS },
+        jobsTimed: jobs.jobs,
+      },
+    };
+  },
+};
