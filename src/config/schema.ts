@@ -84,6 +84,8 @@ export const ConfigSchema = z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
         port: int(z.number().int().min(0).max(65_535)).default(8080),
+        /** Pending-connection queue of the listening socket (Node's default, 511, drops SYNs in a burst; the kernel's somaxconn caps it). */
+        listenBacklog: positiveInt.default(4096),
         /** Largest accepted request body; beyond it: 413. */
         bodyLimitBytes: positiveInt.default(10 * 1024 * 1024),
         /** Upstream time allowed to a request once a worker takes it (added to the queue wait for the deadline). */

@@ -45,7 +45,7 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
       return undefined;
     },
   });
-  const address = await app.listen({ host: config.server.host, port: config.server.port });
+  const address = await app.listen({ host: config.server.host, port: config.server.port, backlog: config.server.listenBacklog });
   logger.info({ address, instanceId: ctx.instanceId }, 'ingress listening');
 
   const grace = config.server.shutdownGraceMs;
