@@ -2,7 +2,6 @@
 // Never leaves one behind: 'exit' SIGKILLs whatever is still alive, SIGINT/SIGTERM stop everything gracefully first.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 export interface Child {
@@ -124,19 +123,8 @@ export function openFileLimits(): { soft: number; hard: number } {
   return { soft: parse(match?.[1]), hard: parse(match?.[2]) };
 }
 
-/** A TCP port free on loopback right now (bind to 0, read it back, release it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+// One helper for free ports, shared with the tests.
+export { freePort } from '../../test/support/ports.ts';
 
 /** Polls `probe` until it returns a truthy value; throws after `timeoutMs`. */
 export async function waitUntil<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000, intervalMs = 50): Promise<NonNullable<T>> {

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { QUEUE_NAMES, createRedisKeys } from '../../src/queue/keys.ts';
+import type { MockStats } from '../../src/mock-upstream/index.ts';
 import { freePort, httpOk, readCpuSeconds, readRss, spawnChild, waitUntil, type Child } from './processes.ts';
 import { connect, startRedis, type RedisServer } from './redis.ts';
 import type { Target } from './targets.ts';
@@ -22,15 +23,6 @@ export interface StackOptions {
   /** When set, the ingress and workers run with --cpu-prof and write their profiles here on exit. */
   cpuProfDir: string | undefined;
   log: (line: string) => void;
-}
-
-export interface MockStats {
-  received: number;
-  completed: number;
-  aborted: number;
-  rejected: number;
-  inFlight: number;
-  maxInFlight: number;
 }
 
 export interface MockProcess {
