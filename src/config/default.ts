@@ -10,10 +10,11 @@ export function defaultDevConfig(): ConfigInput {
     server: { forwardHeaders: ['x-mock-*'] },
     providers: [{ id: 'mock', type: 'mock', mock: { latencyMs: 20, chunks: 16, chunkDelayMs: 15 } }],
     models: [
-      { name: 'gpt-4o-mini', route: [{ provider: 'mock', model: 'mock-chat' }] },
-      { name: 'gpt-4.1', route: [{ provider: 'mock', model: 'mock-chat' }] },
-      { name: 'gpt-3.5-turbo-instruct', route: [{ provider: 'mock', model: 'mock-completions' }], endpoints: ['completions'] },
-      { name: 'text-embedding-3-small', route: [{ provider: 'mock', model: 'mock-embeddings' }], endpoints: ['embeddings'] },
+      // The mock echoes the model it is asked for, so answers carry the names clients know.
+      { name: 'gpt-4o-mini', route: [{ provider: 'mock', model: 'gpt-4o-mini' }] },
+      { name: 'gpt-4.1', route: [{ provider: 'mock', model: 'gpt-4.1' }] },
+      { name: 'gpt-3.5-turbo-instruct', route: [{ provider: 'mock', model: 'gpt-3.5-turbo-instruct' }], endpoints: ['completions'] },
+      { name: 'text-embedding-3-small', route: [{ provider: 'mock', model: 'text-embedding-3-small' }], endpoints: ['embeddings'] },
     ],
     tenants: [{ id: 'dev', dev: true, keys: [DEV_API_KEY] }],
   };

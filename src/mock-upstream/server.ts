@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import * as bodies from './bodies.ts';
 import { BadRequest } from './bodies.ts';
 import type { GenerationKind, RequestBody } from './bodies.ts';
+import { header, readBehaviour, type Behaviour } from './behaviour.ts';
 
 export interface MockUpstreamOptions {
   /** Default '127.0.0.1'. */
@@ -55,7 +56,6 @@ export interface MockUpstream {
 }
 
 type Endpoint = GenerationKind | 'embeddings';
-type Fault = 'hang' | 'reset' | 'reset-mid-stream' | 'slow-stream';
 interface TagCounters { received: number; completed: number; aborted: number }
 
 const ENDPOINTS = new Map<string, Endpoint>([
@@ -63,21 +63,11 @@ const ENDPOINTS = new Map<string, Endpoint>([
   ['/v1/completions', 'completions'],
   ['/v1/embeddings', 'embeddings'],
 ]);
-const FAULTS: ReadonlySet<string> = new Set<Fault>(['hang', 'reset', 'reset-mid-stream', 'slow-stream']);
 const MAX_BODY_CHARS = 16 * 1024 * 1024; // counted in decoded characters, close enough for a mock
-const MAX_CHUNKS = 100_000;
-const DIGITS = /^\d{1,9}$/;
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
 
 type Settings = Required<Pick<MockUpstreamOptions, 'latencyMs' | 'chunks' | 'chunkDelayMs' | 'maxConcurrency' | 'retryAfterSeconds'>>;
 
-/** Per-request behaviour: the settings, overridden by the request's x-mock-* headers. */
-interface Behaviour extends Pick<Settings, 'latencyMs' | 'chunks' | 'chunkDelayMs'> {
-  status: number | undefined;
-  retryAfter: number | undefined;
-  failTimes: number | undefined;
-  fault: Fault | undefined;
-}
 
 /** One admitted request. Its pending timer is cleared the moment its response closes. */
 interface Exchange {
@@ -311,29 +301,6 @@ function pumpFrames(ex: Exchange, frames: Iterator<string, void>, delayMs: numbe
   step();
 }
 
-/**
- * x-mock-latency-ms, x-mock-chunks and x-mock-chunk-delay-ms override the options for one request. x-mock-status
- * (400-599) answers that error; x-mock-retry-after adds a Retry-After. x-mock-fail-times N with x-mock-tag T fails
- * only the first N requests of T (with x-mock-status, default 500). x-mock-fault: hang, reset, reset-mid-stream,
- * slow-stream (streams only). A malformed value is a 400, never silently ignored: a typo must not pass a test.
- */
-function readBehaviour(h: IncomingHttpHeaders, d: Settings): Behaviour {
-  const status = intHeader(h, 'x-mock-status', 0);
-  if (status !== 0 && (status < 400 || status > 599)) throw new BadRequest('x-mock-status must be an error status, 400 to 599.');
-  const fault = header(h, 'x-mock-fault');
-  if (fault !== undefined && !FAULTS.has(fault)) throw new BadRequest(`x-mock-fault must be one of ${[...FAULTS].join(', ')}.`);
-  const retryAfter = intHeader(h, 'x-mock-retry-after', -1);
-  const failTimes = intHeader(h, 'x-mock-fail-times', -1);
-  return {
-    latencyMs: intHeader(h, 'x-mock-latency-ms', d.latencyMs),
-    chunks: intHeader(h, 'x-mock-chunks', d.chunks, MAX_CHUNKS),
-    chunkDelayMs: intHeader(h, 'x-mock-chunk-delay-ms', d.chunkDelayMs),
-    status: status === 0 ? undefined : status,
-    retryAfter: retryAfter < 0 ? undefined : retryAfter,
-    failTimes: failTimes < 0 ? undefined : failTimes,
-    fault: fault as Fault | undefined,
-  };
-}
 
 function authorised(s: State, req: IncomingMessage, res: ServerResponse): boolean {
   if (s.expectedAuth === undefined || req.headers.authorization === s.expectedAuth) return true;
@@ -352,17 +319,7 @@ function sendError(res: ServerResponse, status: number, message: string, param: 
   sendJson(res, status, bodies.errorBody(message, kind.type, code === undefined ? kind.code : code, param));
 }
 
-function header(h: IncomingHttpHeaders, name: string): string | undefined {
-  const value = h[name];
-  return Array.isArray(value) ? value[0] : value;
-}
 
-function intHeader(h: IncomingHttpHeaders, name: string, fallback: number, max = 1e9): number {
-  const raw = header(h, name);
-  if (raw === undefined) return fallback;
-  if (!DIGITS.test(raw) || Number(raw) > max) throw new BadRequest(`${name} must be an integer from 0 to ${max}.`);
-  return Number(raw);
-}
 
 function decodePathSegment(segment: string): string {
   try {

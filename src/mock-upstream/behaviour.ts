@@ -1,0 +1,62 @@
+// Reads the per-request behaviour of the mock upstream from its x-mock-* headers (fault injection, latency).
+// A malformed header is a 400 (BadRequest), never silently ignored.
+
+import type { IncomingHttpHeaders } from 'node:http';
+import { BadRequest } from './bodies.ts';
+
+export type Fault = 'hang' | 'reset' | 'reset-mid-stream' | 'slow-stream';
+
+/** The server-wide settings a request's headers may override. */
+export interface BehaviourDefaults {
+  latencyMs: number;
+  chunks: number;
+  chunkDelayMs: number;
+}
+
+const FAULTS: ReadonlySet<string> = new Set<Fault>(['hang', 'reset', 'reset-mid-stream', 'slow-stream']);
+const MAX_CHUNKS = 100_000;
+const DIGITS = /^\d{1,9}$/;
+
+/** Per-request behaviour: the settings, overridden by the request's x-mock-* headers. */
+export interface Behaviour extends BehaviourDefaults {
+  status: number | undefined;
+  retryAfter: number | undefined;
+  failTimes: number | undefined;
+  fault: Fault | undefined;
+}
+
+/**
+ * x-mock-latency-ms, x-mock-chunks and x-mock-chunk-delay-ms override the options for one request. x-mock-status
+ * (400-599) answers that error; x-mock-retry-after adds a Retry-After. x-mock-fail-times N with x-mock-tag T fails
+ * only the first N requests of T (with x-mock-status, default 500). x-mock-fault: hang, reset, reset-mid-stream,
+ * slow-stream (streams only). A malformed value is a 400, never silently ignored: a typo must not pass a test.
+ */
+export function readBehaviour(h: IncomingHttpHeaders, d: BehaviourDefaults): Behaviour {
+  const status = intHeader(h, 'x-mock-status', 0);
+  if (status !== 0 && (status < 400 || status > 599)) throw new BadRequest('x-mock-status must be an error status, 400 to 599.');
+  const fault = header(h, 'x-mock-fault');
+  if (fault !== undefined && !FAULTS.has(fault)) throw new BadRequest(`x-mock-fault must be one of ${[...FAULTS].join(', ')}.`);
+  const retryAfter = intHeader(h, 'x-mock-retry-after', -1);
+  const failTimes = intHeader(h, 'x-mock-fail-times', -1);
+  return {
+    latencyMs: intHeader(h, 'x-mock-latency-ms', d.latencyMs),
+    chunks: intHeader(h, 'x-mock-chunks', d.chunks, MAX_CHUNKS),
+    chunkDelayMs: intHeader(h, 'x-mock-chunk-delay-ms', d.chunkDelayMs),
+    status: status === 0 ? undefined : status,
+    retryAfter: retryAfter < 0 ? undefined : retryAfter,
+    failTimes: failTimes < 0 ? undefined : failTimes,
+    fault: fault as Fault | undefined,
+  };
+}
+
+export function header(h: IncomingHttpHeaders, name: string): string | undefined {
+  const value = h[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function intHeader(h: IncomingHttpHeaders, name: string, fallback: number, max = 1e9): number {
+  const raw = header(h, name);
+  if (raw === undefined) return fallback;
+  if (!DIGITS.test(raw) || Number(raw) > max) throw new BadRequest(`${name} must be an integer from 0 to ${max}.`);
+  return Number(raw);
+}
