@@ -95,7 +95,8 @@ async function attemptOnce(
       return { ok: false, failure: { ...failureFromResponse(502, {}, ''), detail: `upstream answered ${status} with content-type "${contentType}"` } };
     }
     if (job.stream) {
-      // The provider ignored `stream: true`: relay its single JSON answer as a one-event stream is not faithful; fail clearly.
+      // The provider ignored `stream: true`. Dressing its JSON answer up as chunks would not be what the
+      // provider said: fail clearly instead (not retryable: it would do the same again).
       return { ok: false, failure: { ...failureFromResponse(502, {}, ''), retryable: false, detail: 'upstream did not stream' } };
     }
     return { ok: true, result: { kind: 'body', status, body: text } };
