@@ -150,25 +150,33 @@ const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 const field = (value: unknown, key: string): unknown => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined);
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 
+/** The distinct values of `key` across a section's items; a value seen before is reported where it repeats. */
+function uniqueValues(items: unknown[], section: string, key: string, what: string, ctx: Ctx): Set<string> {
+  const seen = new Set<string>();
+  items.forEach((item, i) => {
+    const value = text(field(item, key));
+    if (value === undefined) return;
+    if (seen.has(value)) ctx.addIssue({ code: 'custom', path: [section, i, key], message: `duplicate ${what} "${value}"` });
+    seen.add(value);
+  });
+  return seen;
+}
+
 function checkCrossReferences(config: unknown, ctx: Ctx): void {
-  const providerIds = new Set<string>();
-  list(field(config, 'providers')).forEach((provider, i) => {
-    const id = text(field(provider, 'id'));
-    if (id === undefined) return;
-    if (providerIds.has(id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `duplicate provider id "${id}"` });
-    providerIds.add(id);
+  const providers = list(field(config, 'providers'));
+  const models = list(field(config, 'models'));
+  const tenants = list(field(config, 'tenants'));
+  const providerIds = uniqueValues(providers, 'providers', 'id', 'provider id', ctx);
+  const modelNames = uniqueValues(models, 'models', 'name', 'model name', ctx);
+  uniqueValues(tenants, 'tenants', 'id', 'tenant id', ctx);
+
+  providers.forEach((provider, i) => {
     const type = text(field(provider, 'type'));
     if (type !== undefined && type !== 'mock' && field(provider, 'baseUrl') === undefined) {
       ctx.addIssue({ code: 'custom', path: ['providers', i, 'baseUrl'], message: `required for type "${type}"` });
     }
   });
-  const modelNames = new Set<string>();
-  list(field(config, 'models')).forEach((model, i) => {
-    const name = text(field(model, 'name'));
-    if (name !== undefined) {
-      if (modelNames.has(name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `duplicate model name "${name}"` });
-      modelNames.add(name);
-    }
+  models.forEach((model, i) => {
     list(field(model, 'route')).forEach((target, j) => {
       const provider = text(field(target, 'provider'));
       if (provider !== undefined && !providerIds.has(provider)) {
@@ -176,14 +184,8 @@ function checkCrossReferences(config: unknown, ctx: Ctx): void {
       }
     });
   });
-  const tenantIds = new Set<string>();
   const keys = new Set<string>();
-  list(field(config, 'tenants')).forEach((tenant, i) => {
-    const id = text(field(tenant, 'id'));
-    if (id !== undefined) {
-      if (tenantIds.has(id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${id}"` });
-      tenantIds.add(id);
-    }
+  tenants.forEach((tenant, i) => {
     list(field(tenant, 'keys')).forEach((key, j) => {
       if (typeof key !== 'string') return;
       if (keys.has(key)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'keys', j], message: 'key already belongs to another tenant' });

@@ -79,6 +79,7 @@ async function attemptOnce(
   const request = buildOpenAIRequest(provider, job.endpoint, job.body, target.model, { ...job.headers, 'x-request-id': job.requestId });
   const started = performance.now();
   let status = 0;
+  let succeeded = false;
   try {
     const response = await provider.pool.request({ method: 'POST', path: request.path, headers: request.headers, body: request.body, signal });
     status = response.statusCode;
@@ -88,7 +89,9 @@ async function attemptOnce(
     }
     const contentType = String(response.headers['content-type'] ?? '');
     if (job.stream && contentType.includes('text/event-stream')) {
-      return await relayStream(response.body, status, replies, signal);
+      const relayed = await relayStream(response.body, status, replies, signal);
+      succeeded = relayed.ok;
+      return relayed;
     }
     const text = await response.body.text();
     if (!contentType.includes('json')) {
@@ -99,6 +102,7 @@ async function attemptOnce(
       // provider said: fail clearly instead (not retryable: it would do the same again).
       return { ok: false, failure: { ...failureFromResponse(502, {}, ''), retryable: false, detail: 'upstream did not stream' } };
     }
+    succeeded = true;
     return { ok: true, result: { kind: 'body', status, body: text } };
   } catch (err) {
     if (jobSignal.aborted) throw new CallCancelledError();
@@ -108,7 +112,8 @@ async function attemptOnce(
     jobSignal.removeEventListener('abort', onJobAbort);
     const seconds = (performance.now() - started) / 1000;
     deps.metrics.upstreamDuration.observe({ provider: provider.id, status: String(status) }, seconds);
-    const outcome = jobSignal.aborted ? 'aborted' : status >= 200 && status < 300 ? 'ok' : 'error';
+    // A 200 whose stream broke half-way is an error, not an ok: count what the attempt achieved.
+    const outcome = jobSignal.aborted ? 'aborted' : succeeded ? 'ok' : 'error';
     deps.metrics.upstreamRequests.inc({ provider: provider.id, outcome });
   }
 }

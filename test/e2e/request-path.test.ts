@@ -107,6 +107,13 @@ describe('errors', () => {
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('invalid_api_key');
   });
 
+  it('accepts the key in an api-key header too (Azure OpenAI clients), and checks it the same way', async () => {
+    const ok = await fetch(`${cluster.baseUrl}/v1/models`, { headers: { 'api-key': TENANT_KEY } });
+    expect(ok.status).toBe(200);
+    const wrong = await fetch(`${cluster.baseUrl}/v1/models`, { headers: { 'api-key': 'sk-wrong-key-123' } });
+    expect(wrong.status).toBe(401);
+  });
+
   it('answers 401 to a missing key', async () => {
     const response = await fetch(`${cluster.baseUrl}/v1/models`);
     expect(response.status).toBe(401);

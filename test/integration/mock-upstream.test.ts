@@ -6,18 +6,11 @@ import { AuthenticationError, NotFoundError, OpenAI } from 'openai';
 import { Agent, request } from 'undici';
 import { startMockUpstream } from '../../src/mock-upstream/index.ts';
 import type { MockUpstream } from '../../src/mock-upstream/index.ts';
+import { waitFor } from '../support/wait.ts';
 
 const CHAT = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hello there' }] };
 const WORDS = 'tok1 tok2 tok3 tok4 tok5 tok6 tok7 tok8';
 
-/** Polls until `condition` holds, failing at the deadline. */
-async function until(condition: () => boolean, what: string, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 function tagStats(mock: MockUpstream, tag: string): { received: number; completed: number; aborted: number } {
   return mock.stats().byTag[tag] ?? { received: 0, completed: 0, aborted: 0 };
@@ -90,7 +83,7 @@ describe('mock upstream, through the official openai client', () => {
       expect(chunk.choices[0]?.delta.role).toBe('assistant');
       break; // aborts the request
     }
-    await until(() => tagStats(mock, tag).aborted === 1, 'the abort to be counted');
+    await waitFor(() => tagStats(mock, tag).aborted === 1, { what: 'the abort to be counted' });
     expect(tagStats(mock, tag)).toEqual({ received: 1, completed: 0, aborted: 1 });
   });
 
@@ -190,7 +183,7 @@ describe('mock upstream fault injection', () => {
 
   it('reset destroys the connection without an answer', async () => {
     await expect(post('/chat/completions', CHAT, { 'x-mock-fault': 'reset', 'x-mock-tag': 'reset' })).rejects.toThrow();
-    await until(() => tagStats(mock, 'reset').aborted === 1, 'the reset to be counted');
+    await waitFor(() => tagStats(mock, 'reset').aborted === 1, { what: 'the reset to be counted' });
   });
 
   it('reset-mid-stream sends the start of a stream, then drops the connection', async () => {
@@ -216,10 +209,10 @@ describe('mock upstream fault injection', () => {
     const tag = 'hang';
     const controller = new AbortController();
     const pending = post('/chat/completions', CHAT, { 'x-mock-fault': 'hang', 'x-mock-tag': tag }, controller.signal);
-    await until(() => tagStats(mock, tag).received === 1, 'the request to arrive');
+    await waitFor(() => tagStats(mock, tag).received === 1, { what: 'the request to arrive' });
     controller.abort();
     await expect(pending).rejects.toThrow();
-    await until(() => tagStats(mock, tag).aborted === 1, 'the abort to be counted');
+    await waitFor(() => tagStats(mock, tag).aborted === 1, { what: 'the abort to be counted' });
     expect(tagStats(mock, tag).completed).toBe(0);
   });
 
@@ -259,14 +252,14 @@ describe('mock upstream limits, auth, stats and close', () => {
         dispatcher: agent,
         signal: controller.signal,
       });
-      await until(() => mock.stats().inFlight === 1, 'the first request to be in flight');
+      await waitFor(() => mock.stats().inFlight === 1, { what: 'the first request to be in flight' });
       const res = await request(`${mock.url}/chat/completions`, { method: 'POST', body: JSON.stringify(CHAT), dispatcher: agent });
       expect(res.statusCode).toBe(429);
       expect(res.headers['retry-after']).toBe('3');
       expect(await res.body.json()).toMatchObject({ error: { type: 'requests', code: 'rate_limit_exceeded' } });
       controller.abort();
       await expect(hanging).rejects.toThrow();
-      await until(() => mock.stats().inFlight === 0, 'the hanging request to end');
+      await waitFor(() => mock.stats().inFlight === 0, { what: 'the hanging request to end' });
       expect(mock.stats()).toMatchObject({ received: 2, completed: 0, aborted: 1, rejected: 1, maxInFlight: 1 });
     } finally {
       await mock.close();
@@ -324,7 +317,7 @@ describe('mock upstream limits, auth, stats and close', () => {
       headers: { 'x-mock-fault': 'hang' },
       dispatcher: agent,
     });
-    await until(() => mock.stats().inFlight === 1, 'the request to be in flight');
+    await waitFor(() => mock.stats().inFlight === 1, { what: 'the request to be in flight' });
     await mock.close();
     await expect(hanging).rejects.toThrow();
     await expect(mock.close()).resolves.toBeUndefined();
