@@ -122,5 +122,40 @@ export const upstreamFailed = (message: string, statusCode = 502) =>
 export const streamInterrupted = (message: string) =>
   new SpillwayError(message, { statusCode: 502, type: 'api_error', code: 'stream_interrupted' });
 
+/** The broker lost track of the job (Redis lost it): a broker fault, not an upstream one, so 503 and not 502. */
+export const jobLost = () =>
+  new SpillwayError('The request was lost by the broker before it was answered; try again.', {
+    statusCode: 503,
+    type: 'server_error',
+    code: 'job_lost',
+    headers: { 'retry-after': '1' },
+    retryable: true,
+  });
+
+/** The ingress is shutting down and could not finish this request within its grace period. */
+export const shuttingDown = () =>
+  new SpillwayError('The server is shutting down; the request was not completed. Try again.', {
+    statusCode: 503,
+    type: 'server_error',
+    code: 'server_shutting_down',
+    headers: { 'retry-after': '1' },
+    retryable: true,
+  });
+
+/** A client that does not read its stream: the unread bytes passed the per-stream buffer limit. */
+export const slowReader = (limitBytes: number) =>
+  new SpillwayError(`The stream was ended: the client left more than ${limitBytes} bytes unread.`, {
+    statusCode: 502,
+    type: 'api_error',
+    code: 'stream_buffer_exceeded',
+  });
+
+export const jsonTooDeep = (maxDepth: number) =>
+  new SpillwayError(`We could not parse the JSON body of your request. (nested deeper than ${maxDepth} levels)`, {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    code: 'invalid_json',
+  });
+
 export const internalError = () =>
   new SpillwayError('The server had an error while processing your request.', { statusCode: 500, type: 'server_error', code: null });

@@ -24,7 +24,12 @@ export const ProviderSchema = z.strictObject({
   type: ProviderTypeSchema,
   baseUrl: z.url({ protocol: /^https?$/ }).optional(),
   apiKey: z.string().min(1).optional(),
+  /** Time from sending the request to the response head (status and headers); a stream's length is not bounded by it. */
   timeoutMs: positiveInt.default(60_000),
+  /** Longest silence between two pieces of a response body (a stream's chunk gap): past it the call fails. */
+  streamIdleTimeoutMs: positiveInt.default(60_000),
+  /** Largest upstream response body read (JSON answers and error bodies); a larger one fails the attempt cleanly. */
+  maxResponseBytes: positiveInt.default(256 * 1024 * 1024),
   /** Concurrent upstream calls per worker process (the size of its undici pool). */
   maxConcurrency: positiveInt.default(256),
   /** Extra headers sent to this provider on every call (e.g. OpenAI-Organization). */
@@ -88,6 +93,16 @@ export const ConfigSchema = z
         listenBacklog: positiveInt.default(4096),
         /** Largest accepted request body; beyond it: 413. */
         bodyLimitBytes: positiveInt.default(10 * 1024 * 1024),
+        /** Deepest nesting of arrays and objects accepted in a JSON body; deeper: 400. */
+        maxJsonDepth: positiveInt.default(128),
+        /** Time a client has to send its request headers; then the connection is closed (408). */
+        headersTimeoutMs: positiveInt.default(10_000),
+        /** Time a client has to send its whole request, body included; then 408. */
+        requestReceiveTimeoutMs: positiveInt.default(30_000),
+        /** A stream still waiting for its first event gets its head and then `: keep-alive` comments at this interval. */
+        streamKeepAliveMs: positiveInt.default(10_000),
+        /** Bytes a slow reader may leave unread on one stream; past it the stream ends with an error and its job is cancelled. */
+        streamBufferBytes: positiveInt.default(4 * 1024 * 1024),
         /** Upstream time allowed to a request once a worker takes it (added to the queue wait for the deadline). */
         requestTimeoutMs: positiveInt.default(120_000),
         /** Default longest wait in the queue (a tenant may set its own). */
@@ -106,6 +121,10 @@ export const ConfigSchema = z
       .strictObject({
         url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
         prefix: z.string().min(1).default(DEFAULT_PREFIX),
+        /** Longest wait for one Redis command on the request path; then the request gets 503. */
+        commandTimeoutMs: positiveInt.default(5_000),
+        /** Replies larger than this travel under a short-lived key, not over pub/sub (Redis closes a subscriber past its output buffer). */
+        inlineReplyBytes: positiveInt.default(1024 * 1024),
       })
       .prefault({}),
     worker: z

@@ -4,9 +4,12 @@ import type { FastifyReply } from 'fastify';
 import type { ReplySink } from '../queue/reply-bus.ts';
 import type { CompletionResult } from '../queue/jobs.ts';
 import type { ReplyMessage } from '../queue/replies.ts';
-import { deadlineExceeded, streamInterrupted, SpillwayError, upstreamFailed } from '../errors.ts';
+import { deadlineExceeded, jobLost, shuttingDown, streamInterrupted, SpillwayError, upstreamFailed } from '../errors.ts';
 import { toOpenAIError } from '../openai/errors.ts';
 import { SSE_HEADERS, sseData, SSE_DONE } from '../openai/sse.ts';
+
+/** Why an answer is no longer wanted: its job is cancelled. */
+export type AbandonReason = 'client_closed' | 'deadline' | 'stream_broken' | 'slow_reader' | 'job_missing' | 'draining';
 
 export type Settled = { kind: 'json'; status: number; body: string } | { kind: 'streamed'; status: number };
 
@@ -16,7 +19,7 @@ export interface PendingRequestOptions {
   deadline: number;
   requestId: string;
   /** Called once when the answer is no longer wanted (client gone, deadline passed, stream broken). */
-  onAbandon: (reason: 'client_closed' | 'deadline' | 'stream_broken') => void;
+  onAbandon: (reason: AbandonReason) => void;
   /** Called once when the request is over, whatever the outcome. */
   onFinish: () => void;
 }
@@ -94,6 +97,10 @@ export class PendingRequest implements ReplySink {
     }
   }
 
+  onLost(reason: 'job_missing' | 'draining'): void {
+    this.abandon(reason, reason === 'draining' ? shuttingDown() : jobLost());
+  }
+
   private complete(result: Extract<CompletionResult, { kind: 'body' | 'stream' }>, attempt: number): void {
     if (result.kind === 'body') {
       this.finish();
@@ -136,7 +143,7 @@ export class PendingRequest implements ReplySink {
     reply.raw.writeHead(status, { ...SSE_HEADERS, 'x-request-id': this.options.requestId });
   }
 
-  private abandon(reason: 'client_closed' | 'deadline' | 'stream_broken', err: SpillwayError): void {
+  private abandon(reason: AbandonReason, err: SpillwayError): void {
     if (this.done) return;
     this.options.onAbandon(reason);
     this.fail(err);

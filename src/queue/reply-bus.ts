@@ -14,6 +14,11 @@ export interface ReplySink {
    * `result` is the job's return value (undefined when the job failed or vanished: `failedReason` says why).
    */
   onFinishedUnseen(result: CompletionResult | undefined, attempt: number, failedReason: string | undefined): void;
+  /**
+   * The broker cannot finish this request: its job is confirmed gone from Redis (`job_missing`), or the ingress is
+   * shutting down past its grace period (`draining`). The sink answers its client and cancels the job.
+   */
+  onLost(reason: 'job_missing' | 'draining'): void;
 }
 
 export interface ReplyBusOptions {

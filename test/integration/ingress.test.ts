@@ -30,14 +30,17 @@ interface Unseen {
   reason: string | undefined;
 }
 
-function recordingSink(): ReplySink & { messages: ReplyMessage[]; unseen: Unseen[] } {
+function recordingSink(): ReplySink & { messages: ReplyMessage[]; unseen: Unseen[]; lost: string[] } {
   const messages: ReplyMessage[] = [];
   const unseen: Unseen[] = [];
+  const lost: string[] = [];
   return {
     messages,
     unseen,
+    lost,
     onMessage: (message) => messages.push(message),
     onFinishedUnseen: (result, attempt, reason) => unseen.push({ result, attempt, reason }),
+    onLost: (reason) => lost.push(reason),
   };
 }
 

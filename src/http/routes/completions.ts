@@ -14,6 +14,7 @@ import { parseRequestBody } from '../../openai/schemas.ts';
 import { modelNotAllowed, modelNotFound, modelWrongEndpoint, serviceUnavailable } from '../../errors.ts';
 import { PendingRequest } from '../pending-request.ts';
 import { recordRequest } from '../access-log.ts';
+import { compileHeaderFilter, pickHeaders, type HeaderFilter } from '../forward-headers.ts';
 
 export interface CompletionRouteDeps {
   config: Config;
@@ -41,7 +42,7 @@ export function registerCompletionRoutes(app: FastifyInstance, deps: CompletionR
 
 async function handle(
   deps: CompletionRouteDeps,
-  forward: (name: string) => boolean,
+  forward: HeaderFilter,
   endpoint: Endpoint,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -107,21 +108,4 @@ async function handle(
 function deadlineBudgetMs(config: Config, tenant: TenantConfig): number {
   const wait = tenant.maxQueueWaitMs ?? config.server.maxQueueWaitMs;
   return Math.min(wait + config.server.requestTimeoutMs, config.server.maxDeadlineMs);
-}
-
-/** Credentials and hop-by-hop headers are never forwarded, whatever the config's patterns match. */
-const NEVER_FORWARD = new Set(['authorization', 'api-key', 'x-api-key', 'cookie', 'host', 'content-length', 'content-type', 'connection', 'transfer-encoding', 'te', 'upgrade', 'keep-alive', 'proxy-authorization']);
-
-function compileHeaderFilter(patterns: readonly string[]): (name: string) => boolean {
-  const exact = new Set(patterns.filter((p) => !p.endsWith('*')));
-  const prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
-  return (name) => !NEVER_FORWARD.has(name) && (exact.has(name) || prefixes.some((prefix) => name.startsWith(prefix)));
-}
-
-function pickHeaders(headers: FastifyRequest['headers'], forward: (name: string) => boolean): Record<string, string> {
-  const picked: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (typeof value === 'string' && forward(name)) picked[name] = value;
-  }
-  return picked;
 }
