@@ -4,11 +4,10 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config/load.ts';
 import { DEV_API_KEY } from './config/default.ts';
 import { createLogger } from './observability/logger.ts';
-import { createMetrics } from './observability/metrics.ts';
 import { startIngress } from './roles/ingress.ts';
 import { startWorker } from './roles/worker.ts';
 import { installProcessHandlers, runShutdown, type ShutdownStep } from './roles/shutdown.ts';
-import { newInstanceId, type RoleContext } from './roles/context.ts';
+import { createRoleMetrics, newInstanceId, type RoleContext, type RoleName } from './roles/context.ts';
 import { startMockUpstream } from './mock-upstream/index.ts';
 
 const USAGE = `Usage: spillway <command> [options]
@@ -82,13 +81,14 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger(loaded.config.logging.level);
-  const ctx: RoleContext = { config: loaded.config, logger, metrics: createMetrics(), instanceId: newInstanceId() };
+  const role = command as RoleName; // the other commands returned above
+  const ctx: RoleContext = { config: loaded.config, logger, metrics: createRoleMetrics(role), instanceId: newInstanceId() };
   logger.info({ role: command, config: loaded.source }, 'starting');
   const steps: ShutdownStep[] = [];
   try {
     // In `start`, workers start first so the ingress never accepts a request that nothing could take.
-    if (command === 'worker' || command === 'start') steps.push(...(await startWorker(ctx)).steps);
-    if (command === 'ingress' || command === 'start') {
+    if (role === 'worker' || role === 'start') steps.push(...(await startWorker(ctx)).steps);
+    if (role === 'ingress' || role === 'start') {
       const ingress = await startIngress(ctx);
       // Ingress first on the way down: stop accepting, then let workers finish what is active.
       steps.unshift(...ingress.steps);

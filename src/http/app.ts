@@ -9,11 +9,13 @@ import type { ReplyBus } from '../queue/reply-bus.ts';
 import type { CompletionQueue } from '../queue/completion-queue.ts';
 import { createRouter } from '../upstream/routing.ts';
 import { createAuthenticator } from './plugins/auth.ts';
-import { errorHandlerPlugin } from './plugins/error-handler.ts';
+import { clientErrorHandler } from './plugins/client-errors.ts';
+import { errorHandlerPlugin, frameworkErrors } from './plugins/error-handler.ts';
 import { healthPlugin } from './plugins/health.ts';
+import { jsonBodyPlugin } from './plugins/json-body.ts';
 import { registerCompletionRoutes } from './routes/completions.ts';
 import { registerModelRoutes } from './routes/models.ts';
-import { recordRequest } from './access-log.ts';
+import { registerAccessLog } from './access-log.ts';
 
 export interface IngressDeps {
   config: Config;
@@ -28,12 +30,21 @@ export interface IngressDeps {
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
+  const { server } = deps.config;
+  // Node refuses a headers timeout longer than the whole-request timeout.
+  const headersTimeout = Math.min(server.headersTimeoutMs, server.requestReceiveTimeoutMs);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     // One log line per request is written by the routes themselves (with tenant and job); none from Fastify.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: deps.config.server.bodyLimitBytes,
-    trustProxy: deps.config.server.trustProxy,
+    bodyLimit: server.bodyLimitBytes,
+    trustProxy: server.trustProxy,
+    // A client that trickles its headers or body would hold a connection and its buffered bytes for ever: bound
+    // both (Node answers 408 through clientErrorHandler). Node checks them on a timer, 30 s apart by default.
+    requestTimeout: server.requestReceiveTimeoutMs,
+    http: { headersTimeout, requestTimeout: server.requestReceiveTimeoutMs, connectionsCheckingInterval: Math.min(1_000, headersTimeout) },
+    clientErrorHandler,
+    frameworkErrors,
     // A client's X-Request-Id is kept when it is sane, so logs can be correlated end to end.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -43,18 +54,26 @@ export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
   });
 
-  await app.register(errorHandlerPlugin, { bodyLimitBytes: deps.config.server.bodyLimitBytes });
+  await app.register(errorHandlerPlugin, { bodyLimitBytes: server.bodyLimitBytes });
+  await app.register(jsonBodyPlugin, { maxDepth: server.maxJsonDepth });
   await app.register(healthPlugin, { registry: deps.metrics.registry, notReadyReason: deps.notReadyReason });
 
   const startedAt = Date.now();
-  app.addHook('onRequest', async (request, reply) => {
+  app.decorateRequest('tenant', null);
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => recordRequest(deps.metrics, request, reply.statusCode, reply.elapsedTime));
+  registerAccessLog(app, deps.metrics);
 
-  const authenticate = createAuthenticator(deps.config.tenants);
+  const auth = createAuthenticator(deps.config.tenants);
   const router = createRouter(deps.config);
-  registerModelRoutes(app, { config: deps.config, authenticate, startedAt });
-  registerCompletionRoutes(app, { ...deps, authenticate, router });
+  // The API proper (/v1/*; not /health, /ready, /metrics): the key is checked in onRequest, before the body is
+  // read, so a client without a valid key cannot make the ingress buffer its body.
+  await app.register(async (api) => {
+    api.addHook('onRequest', auth.onRequest);
+    registerModelRoutes(api, { config: deps.config, authenticate: auth.authenticate, startedAt });
+    registerCompletionRoutes(api, { ...deps, authenticate: auth.authenticate, router });
+  });
   return app;
 }

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import type { Metrics } from '../observability/metrics.ts';
+import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import type { ShutdownStep } from './shutdown.ts';
 
 export interface RoleContext {
@@ -22,4 +22,12 @@ export interface RunningRole {
 
 export function newInstanceId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** The long-running roles of the CLI. */
+export type RoleName = 'start' | 'ingress' | 'worker';
+
+/** The process's metrics registry, exporting only what its role produces (`start` runs both roles: both). */
+export function createRoleMetrics(role: RoleName): Metrics {
+  return createMetrics({ roles: role === 'start' ? ['ingress', 'worker'] : [role] });
 }

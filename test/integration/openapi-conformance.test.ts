@@ -105,6 +105,9 @@ describe.skipIf(!SPEC_PRESENT)('responses conform to the OpenAI OpenAPI descript
     ['an unknown URL (404)', () => call('GET', '/v1/nowhere'), 404],
     ['a wrong field type (400)', () => call('POST', '/v1/chat/completions', { ...chat, max_tokens: 'ten' }), 400],
     ['an upstream failure (502)', () => call('POST', '/v1/chat/completions', chat, { 'x-mock-status': '401' }), 502],
+    ['a text/plain body (415)', () => fetch(`${baseUrl}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${TENANT_KEY}`, 'content-type': 'text/plain' }, body: 'hi' }), 415],
+    ['JSON nested too deep (400)', () => call('POST', '/v1/chat/completions', JSON.parse(`{"model":"gpt-4o-mini","messages":${'['.repeat(200)}${']'.repeat(200)}}`)), 400],
+    ['an unknown model name with a percent sign (404)', () => call('GET', '/v1/models/100%25'), 404],
   ])('the error body of %s is an ErrorResponse', async (_what, request, status) => {
     const body = await json(await request(), status);
     expect(validateComponent(doc, 'ErrorResponse', body)).toEqual([]);
@@ -150,5 +153,9 @@ describe.skipIf(!SPEC_PRESENT)('responses conform to the OpenAI OpenAPI descript
 });
 
 if (!SPEC_PRESENT) {
-  it.skip(`OpenAPI conformance skipped: ${fileURLToPath(SPEC)} is absent (CI provides ../shared/openai-openapi/openapi.yaml)`, () => undefined);
+  const reason = `${fileURLToPath(SPEC)} is absent (CI provides ../shared/openai-openapi/openapi.yaml)`;
+  // Said in the run's output, not only in a skipped test's name. Where the file exists, .ci/run fails if these
+  // tests were skipped anyway.
+  console.warn(`OpenAPI conformance tests skipped: ${reason}`);
+  it.skip(`OpenAPI conformance skipped: ${reason}`, () => undefined);
 }

@@ -8,6 +8,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { createRedisKeys } from '../../src/queue/keys.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const K8S_DIR = join(ROOT, 'deploy/k8s');
@@ -16,6 +17,9 @@ const K8S_DIR = join(ROOT, 'deploy/k8s');
 const CLI_ROLES = new Set(['start', 'ingress', 'worker', 'mock-upstream', 'check-config']);
 /** HTTP paths each long-running role serves for probes (the worker on worker.metricsPort). */
 const PROBE_PATHS: Record<string, readonly string[]> = { ingress: ['/health', '/ready'], worker: ['/health'] };
+
+/** BullMQ keeps these job states in lists (`prioritized` and `delayed` are sorted sets). */
+const BULLMQ_LIST_STATES = ['wait', 'active'] as const;
 
 // ---- the slices of the manifests these tests read -------------------------------------------------
 
@@ -57,7 +61,7 @@ interface K8sObject {
     selector?: Labels | { matchLabels: Labels };
     template?: PodTemplate;
     scaleTargetRef?: { kind?: string; name: string };
-    triggers?: { type: string; metadata: Record<string, string> }[];
+    triggers?: { type: string; metadata: Record<string, string | undefined> }[];
   };
 }
 
@@ -201,6 +205,19 @@ function selects(selector: Labels, labels: Labels): boolean {
   return Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
+const PROMQL_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'bool', 'and', 'or', 'unless']);
+
+/** Metric names a PromQL query reads: identifiers outside label matchers, strings and ranges, not functions or keywords. */
+function promqlMetricNames(query: string): string[] {
+  const bare = query
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const names = [...bare.matchAll(/(?<![\w:.])[A-Za-z_:][\w:]*(?![\w:])(?!\s*\()/g)].map((m) => m[0]).filter((word) => !PROMQL_WORDS.has(word));
+  return [...new Set(names)];
+}
+
 function nginxDirectives(): string {
   return readText('deploy/nginx/nginx.conf').replace(/#.*$/gm, '');
 }
@@ -238,16 +255,60 @@ describe('Spillway config files shipped with the deployments', () => {
 
 describe('KEDA worker autoscaling', () => {
   const scaledObject = k8sObject('ScaledObject');
+  const triggers = scaledObject.spec?.triggers ?? [];
+  const queueKeys = (): ReturnType<ReturnType<typeof createRedisKeys>['queueDepthKeys']> =>
+    createRedisKeys(k8sConfig().redis.prefix).queueDepthKeys('completions');
 
-  it("scales on the completions queue's real BullMQ waiting list", () => {
-    const redis = scaledObject.spec?.triggers?.find((t) => t.type === 'redis');
-    expect(redis?.metadata.listName).toBe(createRedisKeys().queueDepthKeys('completions').wait);
+  it('has triggers, each of a kind these checks understand', () => {
+    expect(triggers.length).toBeGreaterThan(0);
+    for (const trigger of triggers) expect(['redis', 'prometheus']).toContain(trigger.type);
   });
 
-  it('counts prioritized and delayed jobs through the spillway_queue_depth metric', () => {
-    const prometheus = scaledObject.spec?.triggers?.find((t) => t.type === 'prometheus');
-    expect(prometheus?.metadata.query).toMatch(/spillway_queue_depth\{[^}]*queue="completions"/);
-    expect(prometheus?.metadata.query).toMatch(/prioritized/);
+  it("reads with each redis trigger a list of the completions queue, under the key the code uses", () => {
+    // KEDA's redis scaler reads LLEN: only BullMQ's lists count (test/integration/queue-key-types.test.ts checks
+    // which keys are lists against real BullMQ); a zset or a wrong name reads 0 and never scales.
+    const keys = queueKeys();
+    const lists = BULLMQ_LIST_STATES.map((state) => keys[state]);
+    const redisTriggers = triggers.filter((t) => t.type === 'redis');
+    expect(redisTriggers.length).toBeGreaterThan(0);
+    for (const trigger of redisTriggers) expect(lists).toContain(trigger.metadata.listName);
+    // The waiting list is what grows when every worker slot is busy: without it nothing scales up.
+    expect(redisTriggers.map((t) => t.metadata.listName)).toContain(keys.wait);
+  });
+
+  it('reaches the Redis that the Spillway config names', () => {
+    const url = new URL(k8sConfig().redis.url);
+    for (const trigger of triggers.filter((t) => t.type === 'redis')) {
+      const [host = '', port = ''] = (trigger.metadata.address ?? '').split(':');
+      // KEDA runs in its own namespace: it needs the Service's full name where the pods use the short one.
+      expect(host.split('.')[0]).toBe(url.hostname);
+      expect(port).toBe(url.port || '6379');
+    }
+  });
+
+  it('adds a worker before every slot of the active ones is busy', () => {
+    const active = triggers.find((t) => t.type === 'redis' && t.metadata.listName === queueKeys().active);
+    if (active !== undefined) expect(Number(active.metadata.listLength)).toBeLessThanOrEqual(k8sConfig().worker.concurrency);
+  });
+
+  it('queries only metrics that a Spillway process registers', () => {
+    const metrics = createMetrics({ roles: ['ingress', 'worker'] });
+    const exported = new Set(
+      metrics.registry.getMetricsAsArray().flatMap((m) => {
+        const type = (m as unknown as { type: string }).type;
+        return type === 'histogram' ? [m.name, `${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name];
+      }),
+    );
+    for (const trigger of triggers.filter((t) => t.type === 'prometheus')) {
+      const names = promqlMetricNames(trigger.metadata.query ?? '');
+      expect(names.length, trigger.metadata.query).toBeGreaterThan(0);
+      for (const name of names) expect(exported, `${name} (in ${trigger.metadata.query})`).toContain(name);
+    }
+  });
+
+  it('finds the metric names of a PromQL query', () => {
+    expect(promqlMetricNames('max(sum by (instance) (spillway_queue_depth{queue="completions", state=~"a|b"}))')).toEqual(['spillway_queue_depth']);
+    expect(promqlMetricNames('sum(rate(spillway_jobs_processed_total[5m])) / on() group_left count(up{job="w"})')).toEqual(['spillway_jobs_processed_total', 'up']);
   });
 
   it('targets the Deployment that runs the worker role', () => {

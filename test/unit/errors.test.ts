@@ -2,6 +2,7 @@
 // headers; an unknown error becomes a generic 500 that never leaks its own message.
 import { describe, expect, it } from 'vitest';
 import { fromErrorReply, toOpenAIError } from '../../src/openai/errors.ts';
+import { clientErrorFor } from '../../src/http/plugins/client-errors.ts';
 import {
   SpillwayError,
   deadlineExceeded,
@@ -80,5 +81,21 @@ describe('fromErrorReply', () => {
     const rebuilt = fromErrorReply(JSON.parse(JSON.stringify(toOpenAIError(original))) as ReturnType<typeof toOpenAIError>);
     expect(rebuilt).toBeInstanceOf(SpillwayError);
     expect(toOpenAIError(rebuilt)).toEqual(toOpenAIError(original));
+  });
+});
+
+describe('clientErrorFor (what Node refuses before Fastify sees a request)', () => {
+  it.each([
+    ['HPE_HEADER_OVERFLOW', 431, 'headers_too_large'],
+    ['ERR_HTTP_REQUEST_TIMEOUT', 408, 'request_timeout'],
+    ['HPE_INVALID_METHOD', 400, 'malformed_request'],
+    ['HPE_UNEXPECTED_CONTENT_LENGTH', 400, 'malformed_request'],
+    [undefined, 400, 'malformed_request'],
+  ])('%s is answered %i in OpenAI shape', (code, status, errorCode) => {
+    expect(toOpenAIError(clientErrorFor(code))).toEqual({
+      statusCode: status,
+      headers: {},
+      body: { error: { message: expect.any(String), type: 'invalid_request_error', param: null, code: errorCode } },
+    });
   });
 });

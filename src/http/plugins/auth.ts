@@ -1,35 +1,75 @@
-// Bearer-key authentication: resolves the tenant from `Authorization: Bearer <key>` by its SHA-256.
-// Only hashes are held in memory after start; a key never appears in a response or a log line.
-import { createHash } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
+// API-key authentication: an `onRequest` hook resolves the tenant from `Authorization: Bearer <key>` (or `api-key`)
+// by its SHA-256, before any body is read. Only hashes are held in memory; a key never appears in a response or log.
+import { hash } from 'node:crypto';
+import type { FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { TenantConfig } from '../../config/schema.ts';
 import { invalidApiKey, missingApiKey } from '../../errors.ts';
 
-export type Authenticate = (request: FastifyRequest) => TenantConfig;
-
-export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The tenant the auth hook resolved; null on routes the hook does not cover. */
+    tenant: TenantConfig | null;
+  }
 }
 
-export function createAuthenticator(tenants: readonly TenantConfig[]): Authenticate {
+/** The tenant of an authenticated request (routes call it; the hook has already done the work). */
+export type Authenticate = (request: FastifyRequest) => TenantConfig;
+
+export interface Authenticator {
+  /** The `onRequest` hook for authenticated routes: 401 before the body is read. */
+  onRequest: onRequestHookHandler;
+  authenticate: Authenticate;
+}
+
+export function hashApiKey(key: string): string {
+  // One-shot hash: ~0.2 µs for a 50-character key (createHash(): ~0.5 µs), cheap enough for every request, so no
+  // cache of raw keys is kept.
+  return hash('sha256', key, 'hex');
+}
+
+const BEARER = /^bearer[ \t]+/i;
+
+/** The key a client presented, if any: RFC 9110 makes the auth scheme case-insensitive; stray spaces are not part of a key. */
+export function presentedKey(headers: FastifyRequest['headers']): string | undefined {
+  const authorization = headers.authorization;
+  if (authorization !== undefined && BEARER.test(authorization)) return authorization.replace(BEARER, '').trim() || undefined;
+  const apiKey = headers['api-key'];
+  return typeof apiKey === 'string' ? apiKey.trim() || undefined : undefined;
+}
+
+export function createAuthenticator(tenants: readonly TenantConfig[]): Authenticator {
   const byHash = new Map<string, TenantConfig>();
   for (const tenant of tenants) {
     for (const key of tenant.keys) {
       byHash.set(key.startsWith('sha256:') ? key.slice('sha256:'.length) : hashApiKey(key), tenant);
     }
   }
-  // Keys already proven valid skip the hash (measurable per request). Only valid keys are remembered, so the
-  // map is bounded by the configured keys whatever a client sends.
-  const verified = new Map<string, TenantConfig>();
-  return (request) => {
-    const header = request.headers.authorization;
-    const key = header?.startsWith('Bearer ') ? header.slice(7).trim() : (request.headers['api-key'] as string | undefined);
-    if (!key) throw missingApiKey();
-    const known = verified.get(key);
-    if (known !== undefined) return known;
+  const resolve = (headers: FastifyRequest['headers']): TenantConfig => {
+    const key = presentedKey(headers);
+    if (key === undefined) throw missingApiKey();
     const tenant = byHash.get(hashApiKey(key));
     if (tenant === undefined) throw invalidApiKey();
-    verified.set(key, tenant);
     return tenant;
   };
+  return {
+    onRequest: (request, reply, done) => {
+      try {
+        request.tenant = resolve(request.headers);
+      } catch (err) {
+        // The body is never read for a refused request: close the connection after the 401 rather than let Node
+        // drain (read and discard) whatever the client still sends.
+        if (hasBody(request)) reply.header('connection', 'close');
+        done(err as Error);
+        return;
+      }
+      done();
+    },
+    // The hook has run on every authenticated route; resolving again covers a route registered outside its scope.
+    authenticate: (request) => request.tenant ?? resolve(request.headers),
+  };
+}
+
+function hasBody(request: FastifyRequest): boolean {
+  const { headers } = request;
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
 }

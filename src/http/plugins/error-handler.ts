@@ -1,6 +1,6 @@
-// The one error handler: every error (ours, Fastify's body parser, not-found) leaves as OpenAI's error shape with
-// the status an SDK expects. Unknown errors are logged once with context and answered with a generic 500.
-import type { FastifyError, FastifyInstance } from 'fastify';
+// The one error handler: every error (ours, Fastify's body parser and router, not-found) leaves as OpenAI's error
+// shape with the status an SDK expects. Unknown errors are logged once with context and answered with a generic 500.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { bodyTooLarge, invalidJson, invalidRequest, routeNotFound, SpillwayError, unsupportedMediaType } from '../../errors.ts';
 import { toOpenAIError } from '../../openai/errors.ts';
@@ -22,6 +22,15 @@ export const errorHandlerPlugin = fp(
   { name: 'spillway-error-handler' },
 );
 
+/**
+ * Fastify's `frameworkErrors` option: errors raised while routing, before any hook or handler (a malformed
+ * percent-encoding in the URL), answered like every other error rather than in Fastify's own shape.
+ */
+export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const { statusCode, headers, body } = toOpenAIError(mapError(err, undefined, 0));
+  void reply.code(statusCode).headers(headers).send(body);
+}
+
 function mapError(err: FastifyError, contentType: string | undefined, bodyLimitBytes: number): SpillwayError {
   if (err instanceof SpillwayError) return err;
   switch (err.code) {
@@ -35,6 +44,8 @@ function mapError(err: FastifyError, contentType: string | undefined, bodyLimitB
       return unsupportedMediaType(contentType);
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return invalidRequest('Content-Length does not match the body.');
+    case 'FST_ERR_BAD_URL':
+      return invalidRequest('Invalid URL: malformed percent-encoding.', null, 'invalid_url');
     default:
   }
   if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON|prototype|constructor/i.test(err.message))) {

@@ -16,8 +16,9 @@ export function registerModelRoutes(app: FastifyInstance, deps: { config: Config
 
   app.get<{ Params: { model: string } }>('/v1/models/*', async (request) => {
     const tenant = deps.authenticate(request);
-    // Model names may contain '/', so the name is the rest of the path.
-    const name = decodeURIComponent((request.params as Record<string, string>)['*'] ?? '');
+    // Model names may contain '/', so the name is the rest of the path. The router has already percent-decoded
+    // it: decoding again would turn `%25` back into a lone '%' and throw.
+    const name = (request.params as Record<string, string>)['*'] ?? '';
     const model = visible(tenant).find((m) => m.name === name);
     if (model === undefined) throw modelNotFound(name);
     return toModel(model.name);
