@@ -7,7 +7,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { installCleanup, openFileLimits, stopAllChildren } from './support/processes.ts';
 import { REPO_ROOT, startStack, type Stack } from './support/stack.ts';
-import { aggregate, resultsTable, targetsTable, type ScenarioReport } from './support/report.ts';
+import { aggregate, redisCommandsTable, resultsTable, targetsTable, type ScenarioReport } from './support/report.ts';
 import type { RunResult, Scenario } from './support/scenario.ts';
 import { profilesIn, summariseProfile } from './profile.ts';
 import { overhead } from './scenarios/overhead.ts';
@@ -163,7 +163,8 @@ async function main(): Promise<number> {
     const file = join(RESULTS_DIR, `${stamp}.json`);
     writeFileSync(`${file}.tmp`, `${JSON.stringify(results, null, 2)}\n`);
     renameSync(`${file}.tmp`, file);
-    process.stdout.write(`\n${resultsTable(reports, options.runs)}\n\n${targetsTable(reports)}\n\n`);
+    const commands = redisCommandsTable(reports);
+    process.stdout.write(`\n${resultsTable(reports, options.runs)}\n\n${targetsTable(reports)}\n\n${commands === '' ? '' : `${commands}\n\n`}`);
     log(`results: ${relative(process.cwd(), file)}`);
   }
   if (cpuProfDir) {

@@ -99,7 +99,7 @@ async function holdDirect(ctx: ScenarioContext) {
 
 async function holdSpillway(ctx: ScenarioContext) {
   const { stack } = ctx;
-  const heapUsed = async () => (await stack.ingressMetrics())['spillway_process_nodejs_heap_size_used_bytes'] ?? Number.NaN;
+  const heapUsed = async () => (await stack.ingressMetrics())['nodejs_heap_size_used_bytes'] ?? Number.NaN;
   const baseline = stack.rss();
   const baselineHeap = await heapUsed();
   await stack.queue.pause();

@@ -3,6 +3,7 @@
 import { runFixedLoad, warmUp } from '../support/fixed-load.ts';
 import { jobTimings } from '../support/job-timings.ts';
 import { rawRoundTrip } from '../support/raw-round-trip.ts';
+import { idleMetrics, redisComparison, redisCost, redisMetrics } from '../support/redis-cost.ts';
 import { flatten } from '../support/stats.ts';
 import { chatRequest } from '../support/targets.ts';
 import type { Scenario } from '../support/scenario.ts';
@@ -27,6 +28,11 @@ export const overhead: Scenario = {
     { label: 'of which job in a worker (taken → finished), p50', unit: 'ms', spillway: 'job_run_p50' },
     { label: 'of which job in a worker, p99', unit: 'ms', spillway: 'job_run_p99' },
     { label: 'rest of p50: ingress, HTTP, reply', unit: 'ms', spillway: 'rest_p50' },
+    // Redis's own counters around each measured phase (the direct phase does not touch Redis).
+    { label: 'Redis commands per request', unit: 'calls', spillway: 'spillway_redis_cmds_per_req' },
+    { label: 'raw BullMQ round trip: Redis commands per request', unit: 'calls', spillway: 'raw_redis_cmds_per_req', compare: { metric: 'spillway_redis_cmds_pct_of_raw', unit: '%' } },
+    { label: 'Redis CPU per request', unit: 'µs', spillway: 'spillway_redis_cpu_us_per_req' },
+    { label: 'raw BullMQ round trip: Redis CPU per request', unit: 'µs', spillway: 'raw_redis_cpu_us_per_req', compare: { metric: 'spillway_redis_cpu_pct_of_raw', unit: '%' } },
   ],
   targets: [
     { label: 'added latency p50', metric: 'added_p50', op: '<=', limit: 3, unit: 'ms' },
@@ -35,15 +41,24 @@ export const overhead: Scenario = {
   async run(ctx) {
     const { direct, spillway } = ctx.stack.targets('open');
     const options = { stream: false, mock: { latencyMs: 0 } };
-    const measure = async (request: ReturnType<typeof chatRequest>) => runFixedLoad(request, CONNECTIONS, await warmUp(request, CONNECTIONS, ctx.durationMs));
+    const measure = async (request: ReturnType<typeof chatRequest>) => {
+      const amount = await warmUp(request, CONNECTIONS, ctx.durationMs);
+      const before = await ctx.stack.redisStats();
+      const load = await runFixedLoad(request, CONNECTIONS, amount);
+      return { ...load, redis: redisCost(before, await ctx.stack.redisStats()) };
+    };
     const d = await measure(chatRequest(direct, options));
     const since = Date.now();
     const s = await measure(chatRequest(spillway, options));
     ctx.stack.assertAlive();
     const jobs = await jobTimings(ctx.stack.queue, since);
     const raw = await rawRoundTrip(ctx, CONNECTIONS);
+    const redis = { ...redisMetrics('spillway', s.redis, s.ok), ...redisMetrics('raw', raw.redis, raw.completed) };
     return {
       metrics: {
+        ...redis,
+        ...redisComparison(redis),
+        ...idleMetrics(d.redis, d.durationS),
         ...flatten('direct_latency', d.latency),
         ...flatten('spillway_latency', s.latency),
         added_p50: s.latency.p50 - d.latency.p50,

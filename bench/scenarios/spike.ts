@@ -2,6 +2,7 @@
 // Direct, the clients see the 429s; through Spillway, the queue should absorb them. Every outcome is counted.
 import { startBurst, type Refusal } from '../support/burst-load.ts';
 import { listenDrops } from '../support/processes.ts';
+import { redisCost, redisMetrics } from '../support/redis-cost.ts';
 import { LIMITED_UPSTREAM_CONCURRENCY } from '../support/stack.ts';
 import { chatRequest } from '../support/targets.ts';
 import type { Scenario } from '../support/scenario.ts';
@@ -41,6 +42,9 @@ export const spike: Scenario = {
     { label: 'upstream: 429s it answered', unit: 'count', direct: 'direct_upstream_rejected', spillway: 'spillway_upstream_rejected' },
     { label: 'upstream: max concurrent calls', unit: 'count', direct: 'direct_upstream_max_in_flight', spillway: 'spillway_upstream_max_in_flight' },
     { label: 'SYNs dropped, accept queue full (system-wide)', unit: 'count', direct: 'direct_listen_drops', spillway: 'spillway_listen_drops' },
+    // Redis's own counters around the burst, per request sent (retries and waiting in the queue included).
+    { label: 'Redis commands per request', unit: 'calls', spillway: 'spillway_redis_cmds_per_req' },
+    { label: 'Redis CPU per request', unit: 'µs', spillway: 'spillway_redis_cpu_us_per_req' },
   ],
   targets: [
     { label: 'answered 200 or refused early with Retry-After', metric: 'spillway_answered_pct', op: '>=', limit: 100, unit: '%' },
@@ -56,7 +60,9 @@ export const spike: Scenario = {
     for (const target of [direct, spillway]) {
       await upstream.reset();
       const dropsBefore = listenDrops();
+      const redisBefore = await ctx.stack.redisStats();
       const result = await startBurst(chatRequest(target, options), REQUESTS, CLIENT_TIMEOUT_MS, label).done;
+      const redis = redisCost(redisBefore, await ctx.stack.redisStats());
       const drops = listenDrops() - dropsBefore;
       const stats = await upstream.stats();
       const refused = result.refusals['refused-early'] ?? 0;
@@ -77,7 +83,9 @@ export const spike: Scenario = {
         [`${p}_upstream_max_in_flight`]: stats.maxInFlight,
         [`${p}_listen_drops`]: drops,
       });
-      details[p] = { refusals: result.refusals, errors: result.errors, upstream: stats };
+      // Direct, Redis only sees the idle Spillway processes' background work: kept in the details, not as a figure.
+      if (p === 'spillway') Object.assign(metrics, redisMetrics(p, redis, REQUESTS));
+      details[p] = { redisCommands: redis.commands, redisCpuUs: redis.cpuUs, refusals: result.refusals, errors: result.errors, upstream: stats };
       ctx.log(`  spike ${p}: ${result.ok} ok, ${refused} refused early, ${upstream429} upstream 429, ${result.timeouts} timeouts in ${(result.durationMs / 1000).toFixed(1)} s`);
     }
     ctx.stack.assertAlive();

@@ -3,6 +3,7 @@
 import { runFixedLoad, warmUp } from '../support/fixed-load.ts';
 import { jobTimings } from '../support/job-timings.ts';
 import { rawRoundTrip } from '../support/raw-round-trip.ts';
+import { idleMetrics, redisComparison, redisCost, redisMetrics } from '../support/redis-cost.ts';
 import { flatten } from '../support/stats.ts';
 import type { CpuTimes, Stack } from '../support/stack.ts';
 import { chatRequest, type PreparedRequest } from '../support/targets.ts';
@@ -24,11 +25,20 @@ export const throughput: Scenario = {
     { label: 'CPU per request: workers', unit: 'ms', spillway: 'cpu_ms_per_req_workers' },
     { label: 'CPU per request: Redis', unit: 'ms', spillway: 'cpu_ms_per_req_redis' },
     { label: 'CPU per request: mock upstream', unit: 'ms', direct: 'direct_cpu_ms_per_req_mock', spillway: 'cpu_ms_per_req_mock' },
+    // Redis's own counters around each measured phase (the direct phase does not touch Redis).
+    { label: 'Redis commands per request', unit: 'calls', spillway: 'spillway_redis_cmds_per_req' },
+    { label: 'raw BullMQ round trip: Redis commands per request', unit: 'calls', spillway: 'raw_redis_cmds_per_req', compare: { metric: 'spillway_redis_cmds_pct_of_raw', unit: '%' } },
+    { label: 'of which scripts (EVALSHA) per request', unit: 'calls', spillway: 'spillway_redis_scripts_per_req' },
+    { label: 'raw BullMQ round trip: scripts per request', unit: 'calls', spillway: 'raw_redis_scripts_per_req' },
+    { label: 'Redis CPU per request', unit: 'µs', spillway: 'spillway_redis_cpu_us_per_req' },
+    { label: 'raw BullMQ round trip: Redis CPU per request', unit: 'µs', spillway: 'raw_redis_cpu_us_per_req', compare: { metric: 'spillway_redis_cpu_pct_of_raw', unit: '%' } },
     { label: 'failed requests', unit: 'count', direct: 'direct_failed', spillway: 'spillway_failed' },
   ],
   targets: [
     { label: 'Spillway requests/s', metric: 'spillway_rps', op: '>=', limit: 2500, unit: 'req/s' },
     { label: 'share of the raw BullMQ round-trip rate', metric: 'spillway_pct_of_raw', op: '>=', limit: 50, unit: '%' },
+    { label: 'Redis commands per request', metric: 'spillway_redis_cmds_per_req', op: '<=', limit: 25, unit: 'calls' },
+    { label: 'Redis CPU per request, % of the raw BullMQ round trip', metric: 'spillway_redis_cpu_pct_of_raw', op: '<=', limit: 70, unit: '%' },
   ],
   async run(ctx) {
     const { direct, spillway } = ctx.stack.targets('open');
@@ -40,8 +50,12 @@ export const throughput: Scenario = {
     const jobs = await jobTimings(ctx.stack.queue, since);
     const raw = await rawRoundTrip(ctx, CONNECTIONS);
     const perReq = (seconds: number, requests: number) => (1000 * seconds) / requests;
+    const redis = { ...redisMetrics('spillway', s.redis, s.load.ok), ...redisMetrics('raw', raw.redis, raw.completed) };
     return {
       metrics: {
+        ...redis,
+        ...redisComparison(redis),
+        ...idleMetrics(d.redis, d.load.durationS),
         direct_rps: d.load.rps,
         spillway_rps: s.load.rps,
         raw_rps: raw.rps,
@@ -71,12 +85,14 @@ export const throughput: Scenario = {
   },
 };
 
-/** Warm-up, then the measured run, with the CPU each process of the stack used during it. */
+/** Warm-up, then the measured run, with the CPU each process of the stack used during it and Redis's counters. */
 async function measure(stack: Stack, request: PreparedRequest, durationMs: number) {
   const amount = await warmUp(request, CONNECTIONS, durationMs);
+  const redisBefore = await stack.redisStats();
   const before = stack.cpu();
   const load = await runFixedLoad(request, CONNECTIONS, amount);
   const after = stack.cpu();
+  const redis = redisCost(redisBefore, await stack.redisStats());
   const cpu = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof CpuTimes]])) as unknown as CpuTimes;
-  return { load, cpu };
+  return { load, cpu, redis };
 }

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { summarize } from './stats.ts';
+import { redisCost, redisSnapshot } from './redis-cost.ts';
 
 const QUEUE = 'completions';
 /** About the size of the mock's chat completion: the reply carries what Spillway's `done` message carries. */
@@ -133,7 +134,10 @@ async function produce(): Promise<void> {
   };
 
   await phase(Number(values['warmup-ms']));
-  const result = await phase(Number(values['duration-ms']));
+  // Redis's counters around the measured phase only: what these round trips cost, beside Spillway's in the same run.
+  const before = await redisSnapshot(connection);
+  const measured = await phase(Number(values['duration-ms']));
+  const result = { ...measured, redis: redisCost(before, await redisSnapshot(connection)) };
   if (values.out !== undefined) writeFileSync(values.out, JSON.stringify(result));
   else process.stdout.write(`${JSON.stringify(result)}\n`);
   await queue.close();

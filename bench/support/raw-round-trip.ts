@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { spawnChild, withTimeout } from './processes.ts';
 import { REPO_ROOT } from './stack.ts';
 import type { Summary } from './stats.ts';
+import type { RedisCost } from './redis-cost.ts';
 import { WARMUP_MS, type ScenarioContext } from './scenario.ts';
 
 const RAW_SCRIPT = join(REPO_ROOT, 'bench', 'support', 'raw-bullmq.ts');
@@ -16,6 +17,8 @@ export interface RawResult {
   durationS: number;
   rps: number;
   latency: Summary;
+  /** What Redis did during the measured phase (the stack's idle Spillway processes included, as in Spillway's phase). */
+  redis: RedisCost;
 }
 
 /** `concurrency` round trips in flight for `ctx.durationMs`, after a warm-up. */

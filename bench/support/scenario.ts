@@ -19,7 +19,8 @@ export interface RunResult {
   details: Record<string, unknown>;
 }
 
-export type Unit = 'ms' | 's' | 'req/s' | 'chunks/s' | '%' | 'MB' | 'count';
+/** `calls`: a count per request or per chunk (fractional); `µs`: microseconds (Redis CPU). */
+export type Unit = 'ms' | 'µs' | 's' | 'req/s' | 'chunks/s' | '%' | 'MB' | 'count' | 'calls';
 
 /** One table row: metric names for the direct, Spillway and comparison columns (any may be absent). */
 export interface Row {

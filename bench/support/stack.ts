@@ -8,6 +8,7 @@ import { QUEUE_NAMES, createRedisKeys } from '../../src/queue/keys.ts';
 import type { MockStats } from '../../src/mock-upstream/index.ts';
 import { freePort, httpOk, readCpuSeconds, readRss, spawnChild, waitUntil, type Child } from './processes.ts';
 import { connect, startRedis, type RedisServer } from './redis.ts';
+import { redisSnapshot, type RedisSnapshot } from './redis-cost.ts';
 import type { Target } from './targets.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -52,6 +53,8 @@ export interface Stack {
   rss(): { ingress: number; workers: number[]; mock: number };
   /** CPU seconds used so far by the ingress, all workers, Redis and the mock upstreams. */
   cpu(): CpuTimes;
+  /** Redis's own counters so far (INFO commandstats, INFO cpu): diff two with redisCost(). */
+  redisStats(): Promise<RedisSnapshot>;
   /** Stops and starts the open mock, the workers and the ingress (same ports): a scenario that needs fresh processes. */
   restart(): Promise<void>;
   /** Throws when a process of the stack has died (its log file is named). */
@@ -162,6 +165,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         redis: readCpuSeconds(r.child.pid),
         mock: readCpuSeconds(mockChild.pid) + readCpuSeconds(limitedChild.pid),
       }),
+      redisStats: () => redisSnapshot(qr),
       restart: async () => {
         await stopSpillway();
         await mockChild.stop();
