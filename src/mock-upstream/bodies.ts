@@ -41,6 +41,8 @@ export class BadRequest extends Error {
 }
 
 export const DONE_FRAME = 'data: [DONE]\n\n';
+const PAD = 'x'.repeat(64 * 1024);
+const PAD_MARK = '<<padding>>';
 const SYSTEM_FINGERPRINT = 'fp_spillway_mock';
 /** A fixed date (2024-01-01) so that model listings are byte-identical between runs. */
 const MODELS_CREATED = 1_704_067_200;
@@ -150,6 +152,31 @@ export function* generationFrames(g: Generation): Generator<string, void, undefi
   for (let index = 0; index < g.choices; index++) yield frame([choice(index, '', g.finishReason)], usage);
   if (g.includeUsage) yield frame([], usageOf(g));
   yield DONE_FRAME;
+}
+
+/** Pieces of at most 64 KiB (a writer can honour backpressure between them): `prefix`, padding, `suffix`, `totalBytes` long in all (never shorter than prefix and suffix). */
+export function* paddedPieces(prefix: string, suffix: string, totalBytes: number): Generator<string, void, undefined> {
+  yield prefix;
+  for (let left = totalBytes - prefix.length - suffix.length; left > 0; left -= PAD.length) yield left >= PAD.length ? PAD : PAD.slice(0, left);
+  yield suffix;
+}
+
+/** An OpenAI error body of `totalBytes`, its message padded: a provider (or a proxy) answering an enormous error. */
+export function hugeErrorPieces(status: number, totalBytes: number): Generator<string, void, undefined> {
+  const kind = errorKindFor(status);
+  const [prefix = '', suffix = ''] = errorBody(`Mock upstream error ${status}, padded: ${PAD_MARK}`, kind.type, kind.code, null).split(PAD_MARK);
+  return paddedPieces(prefix, suffix, totalBytes);
+}
+
+/** One SSE event `totalBytes` long (its data valid JSON), then `[DONE]`: an event far larger than any real chunk. */
+export function* hugeEventFrames(totalBytes: number): Generator<string, void, undefined> {
+  yield* paddedPieces('data: {"pad":"', '"}\n\n', totalBytes);
+  yield DONE_FRAME;
+}
+
+/** The frames of a stream without its `[DONE]`: a stream that ends cleanly but early. */
+export function* withoutDone(frames: Iterable<string>): Generator<string, void, undefined> {
+  for (const frame of frames) if (frame !== DONE_FRAME) yield frame;
 }
 
 /** Reads an embeddings request: `input` is a string, strings, token ids, or arrays of token ids. */

@@ -9,6 +9,7 @@ import * as bodies from './bodies.ts';
 import { BadRequest } from './bodies.ts';
 import type { GenerationKind, RequestBody } from './bodies.ts';
 import { header, readBehaviour, type Behaviour } from './behaviour.ts';
+import { pump, type Cut, type Exchange } from './pump.ts';
 
 export interface MockUpstreamOptions {
   /** Default '127.0.0.1'. */
@@ -65,16 +66,10 @@ const ENDPOINTS = new Map<string, Endpoint>([
 ]);
 const MAX_BODY_CHARS = 16 * 1024 * 1024; // counted in decoded characters, close enough for a mock
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
+const JSON_HEADERS = { 'content-type': 'application/json' };
+const HTML_HEADERS = { 'content-type': 'text/html; charset=utf-8' };
 
 type Settings = Required<Pick<MockUpstreamOptions, 'latencyMs' | 'chunks' | 'chunkDelayMs' | 'maxConcurrency' | 'retryAfterSeconds'>>;
-
-
-/** One admitted request. Its pending timer is cleared the moment its response closes. */
-interface Exchange {
-  readonly res: ServerResponse;
-  timer: NodeJS.Timeout | undefined;
-  closed: boolean;
-}
 
 interface State {
   readonly settings: Settings;
@@ -235,6 +230,8 @@ function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, endpoint: 
     const served = s.failuresServed.get(tag) ?? 0;
     if (served < b.failTimes) s.failuresServed.set(tag, served + 1);
     status = served < b.failTimes ? (status ?? 500) : undefined;
+  } else if (b.fault === 'huge-error') {
+    status ??= 500;
   }
   if (status === undefined && b.fault === 'hang') return;
   const act = (): void => {
@@ -242,9 +239,12 @@ function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, endpoint: 
     if (ex.closed) return;
     if (status !== undefined) {
       if (b.retryAfter !== undefined) ex.res.setHeader('retry-after', String(b.retryAfter));
+      // No content-length: the reader finds out the size only by reading.
+      if (b.fault === 'huge-error') return pump(ex, status, JSON_HEADERS, bodies.hugeErrorPieces(status, b.bodyBytes), 0);
       return sendError(ex.res, status, `Mock upstream error ${status} (injected by x-mock headers).`);
     }
     if (b.fault === 'reset') return void ex.res.destroy();
+    if (b.fault === 'non-json') return pump(ex, 200, HTML_HEADERS, bodies.paddedPieces('<html><body>', '</body></html>', b.bodyBytes), 0);
     respond(ex);
   };
   if (b.latencyMs > 0) ex.timer = setTimeout(act, b.latencyMs);
@@ -258,10 +258,15 @@ function generationResponder(s: State, b: Behaviour, kind: GenerationKind, body:
   const g = bodies.readGeneration(kind, body, b.chunks, id);
   return (ex) => {
     if (g.stream) {
+      if (b.fault === 'huge-event') return pump(ex, 200, SSE_HEADERS, bodies.hugeEventFrames(b.bodyBytes), 0);
       const delay = b.fault === 'slow-stream' ? Math.max(200, b.chunkDelayMs * 10) : b.chunkDelayMs;
-      // Half the content chunks of every choice (after the role chunks, for chat), then the socket is destroyed.
-      const half = g.choices * ((kind === 'chat' ? 1 : 0) + Math.floor(g.words / 2));
-      return pumpFrames(ex, bodies.generationFrames(g), delay, b.fault === 'reset-mid-stream' ? Math.max(1, half) : Infinity);
+      // Half the content chunks of every choice (after the role chunks, for chat): then a reset or a stall.
+      const half = Math.max(1, g.choices * ((kind === 'chat' ? 1 : 0) + Math.floor(g.words / 2)));
+      let cut: Cut | undefined;
+      if (b.fault === 'reset-mid-stream') cut = { after: half, action: 'reset' };
+      if (b.fault === 'stall-mid-stream') cut = { after: half, action: 'stall', stallMs: b.stallMs };
+      const frames = bodies.generationFrames(g);
+      return pump(ex, 200, SSE_HEADERS, b.fault === 'no-done' ? bodies.withoutDone(frames) : frames, delay, cut);
     }
     const json = bodies.generationBody(g);
     if (b.fault !== 'reset-mid-stream') return sendJson(ex.res, 200, json);
@@ -275,32 +280,6 @@ function embeddingsResponder(body: RequestBody): Responder {
   const request = bodies.readEmbeddings(body);
   return (ex) => sendJson(ex.res, 200, bodies.embeddingsBody(request));
 }
-
-/**
- * Writes SSE frames one by one, each flushed on its own, `delayMs` apart (or as fast as the socket drains);
- * destroys the socket after `stopAfter` frames. Pulls frames lazily, so nothing is built once the client is gone.
- */
-function pumpFrames(ex: Exchange, frames: Iterator<string, void>, delayMs: number, stopAfter: number): void {
-  const { res } = ex;
-  let written = 0;
-  let next = frames.next();
-  const step = (): void => {
-    ex.timer = undefined;
-    while (!ex.closed && next.done !== true) {
-      const frame = next.value;
-      next = frames.next();
-      if (++written >= stopAfter) return void res.write(frame, () => res.destroy());
-      if (next.done === true) return void res.end(frame);
-      const flushed = res.write(frame);
-      if (delayMs > 0) return void (ex.timer = setTimeout(step, delayMs));
-      if (!flushed) return void res.once('drain', step);
-    }
-  };
-  res.writeHead(200, SSE_HEADERS);
-  // Without a delay, the frames written in one go leave in one syscall; with one, each frame leaves on its own.
-  step();
-}
-
 
 function authorised(s: State, req: IncomingMessage, res: ServerResponse): boolean {
   if (s.expectedAuth === undefined || req.headers.authorization === s.expectedAuth) return true;
@@ -318,8 +297,6 @@ function sendError(res: ServerResponse, status: number, message: string, param: 
   const kind = bodies.errorKindFor(status);
   sendJson(res, status, bodies.errorBody(message, kind.type, code === undefined ? kind.code : code, param));
 }
-
-
 
 function decodePathSegment(segment: string): string {
   try {

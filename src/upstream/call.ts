@@ -1,15 +1,24 @@
 // Makes the upstream call for one job: walks the route (fallbacks), retries retryable failures within the
 // deadline, relays a stream chunk by chunk as it arrives. The only retry layer for completion jobs (BullMQ attempts = 1).
-import { createParser } from 'eventsource-parser';
+import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { CompletionJob, CompletionResult } from '../queue/jobs.ts';
 import type { JobReplies } from '../queue/reply-publisher.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
 import { targetForAttempt, type RouteTarget } from './routing.ts';
-import { retryDelayMs } from './retry-policy.ts';
+import { ProviderCooldowns } from './retry-policy.ts';
 import { buildOpenAIRequest } from './providers/openai/request.ts';
-import { failureFromNetworkError, failureFromResponse, type UpstreamFailure } from './providers/openai/errors.ts';
+import { discardBody, readBodyCapped, SMALL_BODY_LIMIT } from './providers/openai/response.ts';
+import { readSseEvents } from './providers/openai/stream.ts';
+import {
+  deadlineFailure,
+  failureFromNetworkError,
+  failureFromResponse,
+  protocolFailure,
+  tooLargeFailure,
+  type UpstreamFailure,
+} from './providers/openai/errors.ts';
 
 export interface UpstreamDeps {
   providers: ReadonlyMap<string, ProviderRuntime>;
@@ -36,25 +45,38 @@ export async function callUpstream(
   replies: JobReplies,
   signal: AbortSignal,
 ): Promise<CompletionResult> {
+  // A target whose provider this worker does not know (config drift between roles) is skipped, not fatal.
+  const usable = targets.filter((t) => deps.providers.has(t.provider));
+  const cooldowns = new ProviderCooldowns();
   let failure: UpstreamFailure | undefined;
+  let target = targetForAttempt(usable, 0);
   for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
-    const target = targetForAttempt(targets, attempt);
     const provider = target && deps.providers.get(target.provider);
     if (target === undefined || provider === undefined) break;
     const outcome = await attemptOnce(deps, job, target, provider, replies, signal);
     if (outcome.ok) return outcome.result;
     failure = outcome.failure;
-    deps.logger.warn({ provider: provider.id, attempt, status: failure.status, detail: failure.detail }, 'upstream attempt failed');
+    deps.logger.warn({ provider: provider.id, attempt, status: failure.status, kind: failure.kind, detail: failure.detail }, 'upstream attempt failed');
     // Once a chunk reached the client, a retry would duplicate tokens: the stream ends with an error instead.
-    if (!failure.retryable || replies.chunkCount > 0) break;
-    const delay = retryDelayMs(attempt, failure.retryAfterMs, job.deadline - Date.now());
-    if (delay === undefined || attempt + 1 >= deps.maxAttempts) break;
+    if (!failure.retryable || replies.chunkCount > 0 || attempt + 1 >= deps.maxAttempts) break;
+    cooldowns.failed(provider.id, failure.retryAfterMs);
+    const next = targetForAttempt(usable, attempt + 1);
+    // The failed provider's Retry-After delays only a call to that provider: a fallback goes out at once.
+    const delay = next === undefined ? undefined : cooldowns.delayBefore(next.provider, attempt, job.deadline - Date.now());
+    if (delay === undefined) break;
     deps.metrics.upstreamRequests.inc({ provider: provider.id, outcome: 'retry' });
-    await sleep(delay, signal);
+    if (delay > 0) await sleep(delay, signal);
+    target = next;
   }
   return finalError(failure, replies.chunkCount > 0);
 }
 
+/**
+ * One call to one provider. Three bounds, each reported as its own failure: the response head must come within
+ * `timeoutMs` of the request being written to a socket (undici headersTimeout; the wait for a free pool
+ * connection does not count), the body may not go silent longer than `streamIdleTimeoutMs` (undici bodyTimeout),
+ * and the whole call ends at the job's deadline (an abort of our own, which is not "client gone").
+ */
 async function attemptOnce(
   deps: UpstreamDeps,
   job: CompletionJob,
@@ -64,15 +86,16 @@ async function attemptOnce(
   jobSignal: AbortSignal,
 ): Promise<Outcome> {
   if (jobSignal.aborted) throw new CallCancelledError();
-  const timeoutMs = Math.max(1, Math.min(provider.timeoutMs, job.deadline - Date.now()));
+  const msLeft = job.deadline - Date.now();
+  if (msLeft <= 0) return { ok: false, failure: deadlineFailure() };
   // One controller, a timer and a listener: AbortSignal.any/timeout cost more per call and are only
   // released by GC, which on the hot path shows up as memory held after a burst.
   const controller = new AbortController();
-  const timeout = { aborted: false };
+  const deadline = { passed: false };
   const timer = setTimeout(() => {
-    timeout.aborted = true;
-    controller.abort(new Error('upstream attempt timed out'));
-  }, timeoutMs);
+    deadline.passed = true;
+    controller.abort(new Error('job deadline reached'));
+  }, msLeft);
   const onJobAbort = () => controller.abort(jobSignal.reason);
   jobSignal.addEventListener('abort', onJobAbort, { once: true });
   const signal = controller.signal;
@@ -81,32 +104,22 @@ async function attemptOnce(
   let status = 0;
   let succeeded = false;
   try {
-    const response = await provider.pool.request({ method: 'POST', path: request.path, headers: request.headers, body: request.body, signal });
+    const response = await provider.pool.request({
+      method: 'POST',
+      path: request.path,
+      headers: request.headers,
+      body: request.body,
+      signal,
+      // Never longer than the time left: a head arriving after the deadline is of no use.
+      headersTimeout: Math.max(1, Math.min(provider.timeoutMs, msLeft)),
+    });
     status = response.statusCode;
-    if (status < 200 || status >= 300) {
-      const text = await response.body.text();
-      return { ok: false, failure: failureFromResponse(status, response.headers, text) };
-    }
-    const contentType = String(response.headers['content-type'] ?? '');
-    if (job.stream && contentType.includes('text/event-stream')) {
-      const relayed = await relayStream(response.body, status, replies, signal);
-      succeeded = relayed.ok;
-      return relayed;
-    }
-    const text = await response.body.text();
-    if (!contentType.includes('json')) {
-      return { ok: false, failure: { ...failureFromResponse(502, {}, ''), detail: `upstream answered ${status} with content-type "${contentType}"` } };
-    }
-    if (job.stream) {
-      // The provider ignored `stream: true`. Dressing its JSON answer up as chunks would not be what the
-      // provider said: fail clearly instead (not retryable: it would do the same again).
-      return { ok: false, failure: { ...failureFromResponse(502, {}, ''), retryable: false, detail: 'upstream did not stream' } };
-    }
-    succeeded = true;
-    return { ok: true, result: { kind: 'body', status, body: text } };
+    const outcome = await readResponse(job, provider, response, replies, signal);
+    succeeded = outcome.ok;
+    return outcome;
   } catch (err) {
     if (jobSignal.aborted) throw new CallCancelledError();
-    return { ok: false, failure: failureFromNetworkError(err, timeout.aborted) };
+    return { ok: false, failure: deadline.passed ? deadlineFailure() : failureFromNetworkError(err) };
   } finally {
     clearTimeout(timer);
     jobSignal.removeEventListener('abort', onJobAbort);
@@ -118,31 +131,47 @@ async function attemptOnce(
   }
 }
 
-/** Relays SSE events as they arrive; the head goes out with the first event, so a failure before it can be retried. */
-async function relayStream(body: AsyncIterable<Buffer | string> & { setEncoding(e: BufferEncoding): unknown }, status: number, replies: JobReplies, signal: AbortSignal): Promise<Outcome> {
-  let finished = false;
-  let usage: unknown;
-  const parser = createParser({
-    onEvent(event) {
-      if (finished) return;
-      if (event.data === '[DONE]') {
-        finished = true;
-        return;
-      }
-      if (replies.chunkCount === 0) replies.head(status, { 'content-type': 'text/event-stream; charset=utf-8' });
-      replies.chunk(event.data);
-      // Usage rides on the last chunk (stream_options.include_usage); parse only the chunk that carries it.
-      if (event.data.includes('"usage":{')) usage = safeUsage(event.data);
-    },
-  });
-  body.setEncoding('utf8');
-  for await (const text of body) {
-    if (signal.aborted) break;
-    parser.feed(text as string);
+/** Reads an answer under its size caps: JSON up to maxResponseBytes, error and unexpected bodies up to a small cap. */
+async function readResponse(job: CompletionJob, provider: ProviderRuntime, response: Dispatcher.ResponseData, replies: JobReplies, signal: AbortSignal): Promise<Outcome> {
+  const { statusCode: status, headers, body } = response;
+  if (status < 200 || status >= 300) {
+    return { ok: false, failure: failureFromResponse(status, headers, await readBodyCapped(body, headers, SMALL_BODY_LIMIT)) };
   }
-  if (!finished) {
-    if (signal.aborted) throw signal.reason;
-    return { ok: false, failure: { ...failureFromNetworkError(undefined, false), detail: 'upstream stream ended before [DONE]' } };
+  const contentType = String(headers['content-type'] ?? '');
+  if (job.stream && contentType.includes('text/event-stream')) return relayStream(body, status, provider, replies, signal);
+  if (!contentType.includes('json')) {
+    await discardBody(body);
+    return { ok: false, failure: protocolFailure(status, true, `upstream answered ${status} with content-type "${contentType.slice(0, 100)}"`) };
+  }
+  if (job.stream) {
+    // The provider ignored `stream: true`. Dressing its JSON answer up as chunks would not be what the
+    // provider said: fail clearly instead (not retryable: it would do the same again).
+    await discardBody(body);
+    return { ok: false, failure: protocolFailure(status, false, 'upstream did not stream') };
+  }
+  const text = await readBodyCapped(body, headers, provider.maxResponseBytes);
+  if (text === undefined) {
+    return { ok: false, failure: tooLargeFailure(status, `upstream answer over maxResponseBytes (${provider.maxResponseBytes})`) };
+  }
+  return { ok: true, result: { kind: 'body', status, body: text } };
+}
+
+/** Relays SSE events as they arrive; the head goes out with the first event, so a failure before it can be retried. */
+async function relayStream(body: Dispatcher.ResponseData['body'], status: number, provider: ProviderRuntime, replies: JobReplies, signal: AbortSignal): Promise<Outcome> {
+  let usage: unknown;
+  const end = await readSseEvents(body, provider.maxResponseBytes, (data) => {
+    if (replies.chunkCount === 0) replies.head(status, { 'content-type': 'text/event-stream; charset=utf-8' });
+    replies.chunk(data);
+    // Usage rides on the last chunk (stream_options.include_usage); parse only the chunk that carries it.
+    if (data.includes('"usage":{')) usage = safeUsage(data);
+  });
+  if (end === 'too_large') {
+    return { ok: false, failure: tooLargeFailure(status, `an upstream stream event over maxResponseBytes (${provider.maxResponseBytes})`) };
+  }
+  if (end === 'ended') {
+    // An abort can end the body quietly: let the caller tell the deadline or a cancel from a short stream.
+    signal.throwIfAborted();
+    return { ok: false, failure: protocolFailure(status, true, 'upstream stream ended before [DONE]') };
   }
   return { ok: true, result: usage === undefined ? { kind: 'stream', chunks: replies.chunkCount } : { kind: 'stream', chunks: replies.chunkCount, usage } };
 }
@@ -159,18 +188,29 @@ function finalError(failure: UpstreamFailure | undefined, streamStarted: boolean
   if (failure === undefined) {
     return errorResult(502, {}, 'No upstream could serve this model.', 'api_error', 'no_route');
   }
-  if (streamStarted) return errorResult(502, {}, 'The upstream stream was interrupted.', 'api_error', 'stream_interrupted');
-  if (failure.clientError !== undefined) {
-    const e = failure.clientError;
-    return { kind: 'error', status: failure.status, headers: {}, error: e };
+  if (failure.kind === 'deadline') {
+    return errorResult(504, {}, 'The request did not complete before its deadline.', 'timeout_error', 'deadline_exceeded');
   }
-  if (failure.status === 429) {
-    // Providers' rate limits are the broker's to absorb: the client gets an overload answer with a retry hint.
+  if (failure.kind === 'too_large') {
+    return errorResult(502, {}, 'The upstream answer exceeded the size this broker accepts.', 'api_error', 'upstream_response_too_large');
+  }
+  if (streamStarted) {
+    const message = failure.kind === 'idle' ? 'The upstream stream stalled: no data within the idle timeout.' : 'The upstream stream was interrupted.';
+    return errorResult(502, {}, message, 'api_error', 'stream_interrupted');
+  }
+  if (failure.clientError !== undefined) {
+    return { kind: 'error', status: failure.status, headers: {}, error: failure.clientError };
+  }
+  if (failure.kind === 'status' && (failure.status === 429 || failure.status === 503)) {
+    // Providers' rate limits and overloads are the broker's to absorb: the client gets an overload answer with a retry hint.
     const seconds = String(Math.max(1, Math.ceil((failure.retryAfterMs ?? 1000) / 1000)));
     return errorResult(503, { 'retry-after': seconds }, 'The upstream providers are overloaded; try again shortly.', 'server_error', 'upstream_overloaded');
   }
-  if (failure.status === 0 && failure.detail === 'upstream timed out') {
+  if (failure.kind === 'timeout' || failure.kind === 'idle') {
     return errorResult(504, {}, 'The upstream did not answer in time.', 'timeout_error', 'upstream_timeout');
+  }
+  if (failure.kind === 'protocol') {
+    return errorResult(502, {}, 'The upstream answered in a form the broker cannot relay.', 'api_error', 'upstream_error');
   }
   return errorResult(502, {}, `The upstream request failed after retries (${failure.status === 0 ? 'no response' : `status ${failure.status}`}).`, 'api_error', 'upstream_error');
 }

@@ -10,7 +10,12 @@ export interface ProviderRuntime {
   readonly basePath: string;
   readonly apiKey: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
+  /** Longest wait for the response head, counted from the moment the request is written to a socket. */
   readonly timeoutMs: number;
+  /** Longest silence between two pieces of a body (a stream's chunk gap). */
+  readonly streamIdleTimeoutMs: number;
+  /** Largest JSON answer read, and largest single SSE event held. */
+  readonly maxResponseBytes: number;
   readonly pool: Pool;
 }
 
@@ -20,9 +25,11 @@ export function createProviderRuntime(config: ProviderConfig, baseUrl: string): 
   const pool = new Pool(url.origin, {
     connections: config.maxConcurrency,
     keepAliveTimeout: 30_000,
-    // The request's own AbortSignal enforces the deadline; these only bound a silent peer.
+    // undici starts headersTimeout when the request is written to a socket, not while it waits in the pool for a
+    // free connection, and restarts bodyTimeout at each piece of body: so neither the wait for a connection nor a
+    // long healthy stream counts against them. The job's deadline bounds the whole call (call.ts aborts at it).
     headersTimeout: config.timeoutMs,
-    bodyTimeout: config.timeoutMs,
+    bodyTimeout: config.streamIdleTimeoutMs,
   });
   return {
     id: config.id,
@@ -31,6 +38,8 @@ export function createProviderRuntime(config: ProviderConfig, baseUrl: string): 
     apiKey: config.apiKey,
     headers: config.headers,
     timeoutMs: config.timeoutMs,
+    streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+    maxResponseBytes: config.maxResponseBytes,
     pool,
   };
 }

@@ -124,6 +124,21 @@ describe('mock upstream, through the official openai client', () => {
     expect(sized.usage.prompt_tokens).toBe(3);
   });
 
+  it('serves the largest embeddings batch: 2048 inputs of 4096 dimensions in base64, about 45 MB', async () => {
+    const input = Array.from({ length: 2048 }, (_, i) => `text ${i}`);
+    const res = await request(`${mock.url}/embeddings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'text-embedding-3-large', input, dimensions: 4096, encoding_format: 'base64' }),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(Number(res.headers['content-length'])).toBeGreaterThan(44_000_000);
+    const body = (await res.body.json()) as { data: Array<{ index: number; embedding: string }> };
+    expect(body.data).toHaveLength(2048);
+    expect(body.data[2047]?.index).toBe(2047);
+    expect(Buffer.from(body.data[0]?.embedding ?? '', 'base64')).toHaveLength(4096 * 4);
+  });
+
   it('models are listed and retrieved, and an unknown model is a 404', async () => {
     const page = await client.models.list();
     expect(page.data.length).toBeGreaterThan(0);
@@ -205,6 +220,70 @@ describe('mock upstream fault injection', () => {
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
   });
 
+  it('stall-mid-stream sends half a stream, then stays silent until the client leaves', async () => {
+    const controller = new AbortController();
+    const res = await post('/chat/completions', { ...CHAT, stream: true }, { 'x-mock-fault': 'stall-mid-stream', 'x-mock-tag': 'stall' }, controller.signal);
+    expect(res.statusCode).toBe(200);
+    let text = '';
+    // Without the stall, all ten frames leave in one write: the first read would hold tok5 and [DONE] too.
+    for await (const part of res.body) {
+      text += String(part);
+      if (text.includes('"content":" tok4"')) break;
+    }
+    expect(text).not.toContain('tok5');
+    expect(text).not.toContain('[DONE]');
+    controller.abort();
+    await waitFor(() => tagStats(mock, 'stall').aborted === 1, { what: 'the stalled stream to be counted as aborted' });
+  });
+
+  it('stall-mid-stream with x-mock-stall-ms pauses, then finishes the stream', async () => {
+    const res = await post('/chat/completions', { ...CHAT, stream: true }, { 'x-mock-fault': 'stall-mid-stream', 'x-mock-stall-ms': '50' });
+    const text = await res.body.text();
+    expect(text).toContain('"content":" tok8"');
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+  });
+
+  it('no-done ends a stream cleanly without [DONE]', async () => {
+    const res = await post('/chat/completions', { ...CHAT, stream: true }, { 'x-mock-fault': 'no-done', 'x-mock-tag': 'no-done' });
+    const text = await res.body.text();
+    expect(text).toContain('"finish_reason":"stop"');
+    expect(text).not.toContain('[DONE]');
+    await waitFor(() => tagStats(mock, 'no-done').completed === 1, { what: 'the stream to be counted as completed' });
+  });
+
+  it('huge-error answers the x-mock-status error with an OpenAI error body of x-mock-body-bytes, its size unannounced', async () => {
+    const res = await post('/chat/completions', CHAT, { 'x-mock-fault': 'huge-error', 'x-mock-status': '503', 'x-mock-retry-after': '2', 'x-mock-body-bytes': '300000' });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('2');
+    expect(res.headers['content-length']).toBeUndefined();
+    const text = await res.body.text();
+    expect(text).toHaveLength(300_000);
+    expect(JSON.parse(text)).toEqual({ error: { message: expect.stringMatching(/^Mock upstream error 503, padded: x+$/), type: 'server_error', param: null, code: null } });
+    // Without x-mock-status: a 500.
+    const plain = await post('/chat/completions', CHAT, { 'x-mock-fault': 'huge-error', 'x-mock-body-bytes': '10' });
+    expect(plain.statusCode).toBe(500);
+    expect(await plain.body.json()).toMatchObject({ error: { type: 'server_error' } });
+  });
+
+  it('non-json answers 200 with a text/html body of x-mock-body-bytes', async () => {
+    const res = await post('/chat/completions', CHAT, { 'x-mock-fault': 'non-json', 'x-mock-body-bytes': '200000' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/html/);
+    const text = await res.body.text();
+    expect(text).toHaveLength(200_000);
+    expect(text.startsWith('<html><body>')).toBe(true);
+  });
+
+  it('huge-event streams one event of x-mock-body-bytes, then [DONE]', async () => {
+    const res = await post('/chat/completions', { ...CHAT, stream: true }, { 'x-mock-fault': 'huge-event', 'x-mock-body-bytes': '500000' });
+    expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+    const text = await res.body.text();
+    const [event, done, rest] = text.split('\n\n');
+    expect(event).toHaveLength(500_000 - 2);
+    expect((JSON.parse(event!.slice('data: '.length)) as { pad: string }).pad).toMatch(/^x+$/);
+    expect([done, rest]).toEqual(['data: [DONE]', '']);
+  });
+
   it('a hanging request is aborted by its client and counted as aborted', async () => {
     const tag = 'hang';
     const controller = new AbortController();
@@ -225,9 +304,12 @@ describe('mock upstream fault injection', () => {
     const noModel = await post('/embeddings', { input: 'x' });
     expect(noModel.statusCode).toBe(400);
     expect(await noModel.body.json()).toMatchObject({ error: { type: 'invalid_request_error', param: 'model' } });
-    const badHeader = await post('/chat/completions', CHAT, { 'x-mock-latency-ms': 'soon' });
-    expect(badHeader.statusCode).toBe(400);
-    await badHeader.body.dump();
+    const badHeaders: Array<Record<string, string>> = [{ 'x-mock-latency-ms': 'soon' }, { 'x-mock-stall-ms': '-1' }, { 'x-mock-body-bytes': '1e6' }, { 'x-mock-fault': 'stall' }];
+    for (const bad of badHeaders) {
+      const badHeader = await post('/chat/completions', CHAT, bad);
+      expect(badHeader.statusCode).toBe(400);
+      expect(await badHeader.body.json()).toMatchObject({ error: { type: 'invalid_request_error' } });
+    }
   });
 
   it('unknown paths are OpenAI-shaped 404s', async () => {

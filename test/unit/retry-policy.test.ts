@@ -1,7 +1,7 @@
 // Retry timing: exponential backoff with full jitter (the random source is injected), capped; never shorter than
-// the provider's Retry-After; no retry at all when it would cross the job's deadline.
+// the provider's Retry-After, which delays only calls to that provider; no retry when it would cross the deadline.
 import { describe, expect, it } from 'vitest';
-import { BASE_BACKOFF_MS, MAX_BACKOFF_MS, parseRetryAfter, retryDelayMs } from '../../src/upstream/retry-policy.ts';
+import { BASE_BACKOFF_MS, MAX_BACKOFF_MS, ProviderCooldowns, parseRetryAfter, retryDelayMs } from '../../src/upstream/retry-policy.ts';
 
 const FAR = 3_600_000; // a deadline an hour away
 const top = () => 1; // the upper edge of the jitter range
@@ -47,6 +47,46 @@ describe('retryDelayMs', () => {
     // Waiting exactly until just before the deadline is useless: the next call would start with no time left.
     expect(retryDelayMs(0, 1_000, 1_001, bottom)).toBeUndefined();
     expect(retryDelayMs(0, 1_000, 2_000, bottom)).toBe(1_000);
+  });
+});
+
+describe('ProviderCooldowns', () => {
+  const now = 1_000_000;
+
+  it('sends a call to a provider that has not failed at once, whatever another provider asked for', () => {
+    const cooldowns = new ProviderCooldowns();
+    cooldowns.failed('a', 3_000, now);
+    expect(cooldowns.delayBefore('b', 0, FAR, now, top)).toBe(0);
+  });
+
+  it("honours a provider's own Retry-After when the next call goes back to it", () => {
+    const cooldowns = new ProviderCooldowns();
+    cooldowns.failed('a', 3_000, now);
+    expect(cooldowns.delayBefore('a', 0, FAR, now, bottom)).toBe(3_000);
+    // Time spent meanwhile (on another target) counts towards the wait.
+    expect(cooldowns.delayBefore('a', 1, FAR, now + 2_000, bottom)).toBe(1_000);
+    expect(cooldowns.delayBefore('a', 1, FAR, now + 5_000, bottom)).toBe(0);
+  });
+
+  it('backs off before going back to a provider that failed without a Retry-After', () => {
+    const cooldowns = new ProviderCooldowns();
+    cooldowns.failed('a', undefined, now);
+    expect(cooldowns.delayBefore('a', 2, FAR, now, top)).toBe(BASE_BACKOFF_MS * 4);
+  });
+
+  it('keeps the later of two cooldowns of one provider', () => {
+    const cooldowns = new ProviderCooldowns();
+    cooldowns.failed('a', 10_000, now);
+    cooldowns.failed('a', 1_000, now + 1_000);
+    expect(cooldowns.delayBefore('a', 0, FAR, now + 1_000, bottom)).toBe(9_000);
+  });
+
+  it('gives up (undefined) when the provider cannot be called before the deadline', () => {
+    const cooldowns = new ProviderCooldowns();
+    cooldowns.failed('a', 30_000, now);
+    expect(cooldowns.delayBefore('a', 0, 10_000, now, bottom)).toBeUndefined();
+    expect(cooldowns.delayBefore('b', 0, 10_000, now, bottom)).toBe(0);
+    expect(cooldowns.delayBefore('b', 0, 10, now, bottom)).toBeUndefined();
   });
 });
 

@@ -1,8 +1,17 @@
-// Normalises an upstream failure (HTTP status or network error) into {status, retryable, retryAfterMs, error}.
-// Upstream auth problems are the operator's, not the client's: they never surface as "your key is wrong".
+// Normalises an upstream failure (HTTP status, network error, timeout, malformed or oversized answer) into
+// {kind, status, retryable, retryAfterMs}. Upstream auth problems are the operator's, never "your key is wrong".
 import { parseRetryAfter } from '../../retry-policy.ts';
 
+/**
+ * What went wrong, for the final answer and the logs: `status` an HTTP error answer; `timeout` no response head
+ * within timeoutMs; `idle` the body went silent longer than streamIdleTimeoutMs; `network` the connection failed;
+ * `deadline` the job's deadline passed; `too_large` the answer exceeded a size cap; `protocol` an answer that
+ * cannot be relayed (wrong content type, a stream that ends without [DONE]).
+ */
+export type FailureKind = 'status' | 'timeout' | 'idle' | 'network' | 'deadline' | 'too_large' | 'protocol';
+
 export interface UpstreamFailure {
+  kind: FailureKind;
   /** Upstream HTTP status; 0 when no response came (network error, timeout). */
   status: number;
   retryable: boolean;
@@ -13,31 +22,49 @@ export interface UpstreamFailure {
   detail: string;
 }
 
-export function failureFromResponse(status: number, headers: Record<string, string | string[] | undefined>, bodyText: string): UpstreamFailure {
+/** `bodyText` is undefined when the body was not read (over the error-body cap): the status alone decides. */
+export function failureFromResponse(status: number, headers: Record<string, string | string[] | undefined>, bodyText: string | undefined): UpstreamFailure {
   const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
-  const error = parseErrorObject(bodyText);
+  const error = bodyText === undefined ? undefined : parseErrorObject(bodyText);
   // 400/413/422: the client's request was refused on its merits; its message helps the client fix it.
   const clientCaused = status === 400 || status === 413 || status === 422;
   return {
+    kind: 'status',
     status,
     retryable,
     retryAfterMs: parseRetryAfter(headers),
     clientError: clientCaused ? (error ?? { message: `Upstream rejected the request (${status}).`, type: 'invalid_request_error', param: null, code: null }) : undefined,
-    detail: `upstream answered ${status}${error ? `: ${error.message.slice(0, 200)}` : ''}`,
+    detail: `upstream answered ${status}${error ? `: ${error.message.slice(0, 200)}` : bodyText === undefined ? ' (error body over the size cap, not read)' : ''}`,
   };
 }
 
-export function failureFromNetworkError(err: unknown, timedOut: boolean): UpstreamFailure {
-  const code = (err as { code?: unknown }).code;
-  return {
-    status: 0,
-    retryable: true,
-    retryAfterMs: undefined,
-    clientError: undefined,
-    detail: timedOut
-      ? 'upstream timed out'
-      : `upstream connection failed${typeof code === 'string' ? ` (${code})` : ''}${err instanceof Error ? `: ${err.message.slice(0, 200)}` : ''}`,
-  };
+/** A thrown transport error: undici's own timeouts are told apart from a failed connection by their codes. */
+export function failureFromNetworkError(err: unknown): UpstreamFailure {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return failure('timeout', 0, true, 'upstream timed out (no response head in time)');
+  // Retryable only while no chunk has reached the client: the call loop checks that.
+  if (code === 'UND_ERR_BODY_TIMEOUT') return failure('idle', 0, true, 'upstream went silent mid-body (stream idle timeout)');
+  const message = err instanceof Error ? `: ${err.message.slice(0, 200)}` : '';
+  return failure('network', 0, true, `upstream connection failed${typeof code === 'string' ? ` (${code})` : ''}${message}`);
+}
+
+/** The job's deadline passed during the call: nobody waits any more, so no retry. */
+export function deadlineFailure(): UpstreamFailure {
+  return failure('deadline', 0, false, 'job deadline reached during the upstream call');
+}
+
+/** An answer over a size cap: the provider would answer the same again, so no retry. */
+export function tooLargeFailure(status: number, detail: string): UpstreamFailure {
+  return failure('too_large', status, false, detail);
+}
+
+/** An answer that cannot be relayed as it is (wrong content type, a stream cut short without an error). */
+export function protocolFailure(status: number, retryable: boolean, detail: string): UpstreamFailure {
+  return failure('protocol', status, retryable, detail);
+}
+
+function failure(kind: FailureKind, status: number, retryable: boolean, detail: string): UpstreamFailure {
+  return { kind, status, retryable, retryAfterMs: undefined, clientError: undefined, detail };
 }
 
 function parseErrorObject(text: string): UpstreamFailure['clientError'] {
