@@ -15,3 +15,6 @@ export const SSE_DONE = 'data: [DONE]\n\n';
 export function sseData(data: string): string {
   return data.includes('\n') ? `${data.split('\n').map((line) => `data: ${line}`).join('\n')}\n\n` : `data: ${data}\n\n`;
 }
+
+/** An SSE comment line: clients ignore it; proxies and load balancers see traffic on an idle stream. */
+export const SSE_KEEP_ALIVE = ': keep-alive\n\n';

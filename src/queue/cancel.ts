@@ -5,12 +5,16 @@ import type { Queue } from 'bullmq';
 import type { RedisKeys } from './keys.ts';
 
 /**
- * Ingress side. `queue.remove` deletes the job unless a worker holds its lock (then it answers 0);
- * in that case the broadcast reaches the worker, whose processor signal aborts the upstream call.
+ * Ingress side. `queue.remove` deletes the job unless a worker holds its lock (then it answers 0); in that case the
+ * broadcast reaches the worker, whose processor signal aborts the upstream call. `remove` also answers 1 for a job
+ * that does not exist, so existence is checked too: a job not (or no longer) in Redis may still be running on a
+ * worker (Redis restarted and lost it) or may land later (an add that timed out but was written), and is broadcast.
+ * Both commands are sent at once: on the add's connection they run right behind a late add, before a worker can
+ * take that job.
  */
 export async function cancelJob(queue: Queue, publisher: Redis, keys: RedisKeys, jobId: string): Promise<'removed' | 'signalled'> {
-  const removed = await queue.remove(jobId);
-  if (removed === 1) return 'removed';
+  const [exists, removed] = await Promise.all([publisher.exists(queue.toKey(jobId)), queue.remove(jobId)]);
+  if (exists === 1 && removed === 1) return 'removed';
   await publisher.publish(keys.cancelChannel, jobId);
   return 'signalled';
 }

@@ -27,7 +27,7 @@ export const CompletionJobSchema = z.strictObject({
 
 export type CompletionJob = z.infer<typeof CompletionJobSchema>;
 
-/** What a completion job returns (stored by BullMQ as the job's return value, read back on reconciliation). */
+/** What a completion job returns (stored by BullMQ as the job's return value, read back on reconciliation; see JobResultSchema). */
 export const CompletionResultSchema = z.discriminatedUnion('kind', [
   /** A JSON answer: the upstream's body as text, relayed without a parse/serialise round trip. */
   z.strictObject({ kind: z.literal('body'), status: z.number().int(), body: z.string() }),
@@ -41,4 +41,25 @@ export const CompletionResultSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 
+/** What a worker produces for a job and a waiting request receives: never the stored form below. */
 export type CompletionResult = z.infer<typeof CompletionResultSchema>;
+
+/**
+ * A JSON answer too large for pub/sub (Redis closes a subscriber past its output buffer limit, and every answer on
+ * that connection dies with it): the body is stored under `key` with a short TTL, and only this pointer travels in
+ * the `done` message and stays as the job's return value. The ingress reads the key and hands its request a `body`.
+ */
+export const StoredResultSchema = z.strictObject({
+  kind: z.literal('stored'),
+  status: z.number().int(),
+  key: z.string().min(1),
+  /** Size of the stored body in bytes (for logs). */
+  bytes: z.number().int().nonnegative(),
+});
+
+export type StoredResult = z.infer<typeof StoredResultSchema>;
+
+/** A completion job's return value, as BullMQ stores it: a result, or the pointer to a stored body. */
+export const JobResultSchema = z.discriminatedUnion('kind', [...CompletionResultSchema.options, StoredResultSchema]);
+
+export type JobResult = z.infer<typeof JobResultSchema>;

@@ -1,49 +1,80 @@
-// Ingress side of the reply path: one SUBSCRIBE per instance, a map jobId → waiting request, and reconciliation
-// after a reconnect (pub/sub drops messages meanwhile). Never subscribes per request, never blocks on a job.
+// Ingress side of the reply path: one SUBSCRIBE per instance, a map jobId → waiting request, pointers to stored bodies
+// resolved, and reconciliation after a reconnect (pub/sub drops messages meanwhile). Never subscribes per request,
+// never blocks on a job, and never declares a job gone on anything short of Redis confirming it is not there.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import type { Job, Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import { decodeReply, type ReplyMessage } from './replies.ts';
-import { CompletionResultSchema, type CompletionJob, type CompletionResult } from './jobs.ts';
+import { decodeReply, isStoredDone, type ReplyMessage, type StoredDoneMessage } from './replies.ts';
+import { JobResultSchema, type CompletionJob, type CompletionResult, type JobResult } from './jobs.ts';
+
+/** Why the broker gives up on a request: its job is confirmed gone from Redis, or the ingress is draining. */
+export type LostReason = 'job_missing' | 'draining';
 
 /** A request waiting for its job's replies. Receives each message for its job, in order of arrival. */
 export interface ReplySink {
+  /** Never a pointer to a stored body: the bus reads the body and delivers an ordinary `done`. */
   onMessage(message: ReplyMessage): void;
   /**
    * Reconciliation found the job finished while messages may have been lost.
-   * `result` is the job's return value (undefined when the job failed or vanished: `failedReason` says why).
+   * `result` is the job's return value (undefined when the job failed: `failedReason` says why).
    */
   onFinishedUnseen(result: CompletionResult | undefined, attempt: number, failedReason: string | undefined): void;
   /**
    * The broker cannot finish this request: its job is confirmed gone from Redis (`job_missing`), or the ingress is
    * shutting down past its grace period (`draining`). The sink answers its client and cancels the job.
    */
-  onLost(reason: 'job_missing' | 'draining'): void;
+  onLost(reason: LostReason): void;
 }
 
 export interface ReplyBusOptions {
+  /** The reply channel's connection (patient: it reconnects and re-subscribes by itself). */
   subscriber: Redis;
+  /** A command connection, for job state and stored bodies (the ingress's fail-fast one, with a command timeout). */
+  commands: Redis;
   channel: string;
-  queue: Queue<CompletionJob, CompletionResult>;
+  queue: Queue<CompletionJob, JobResult>;
   logger: Logger;
+  /**
+   * How long after `register` a job whose enqueue has not been confirmed (`markEnqueued`) may still be absent from
+   * Redis without being lost: its add may be in flight. At least the enqueue's own timeout.
+   */
+  enqueueWindowMs?: number;
 }
 
+interface Entry {
+  readonly sink: ReplySink;
+  readonly registeredAt: number;
+  enqueued: boolean;
+}
+
+/** Attempts at reading a stored body before its request is answered `job_missing`. */
+const STORED_READ_ATTEMPTS = 4;
+
 export class ReplyBus {
-  private readonly pending = new Map<string, ReplySink>();
+  private readonly pending = new Map<string, Entry>();
   private readonly subscriber: Redis;
+  private readonly commands: Redis;
   private readonly channel: string;
-  private readonly queue: Queue<CompletionJob, CompletionResult>;
+  private readonly queue: Queue<CompletionJob, JobResult>;
   private readonly logger: Logger;
+  private readonly enqueueWindowMs: number;
   private wasReady = false;
   private closed = false;
+  private reconcileWanted = false;
+  private reconciling: Promise<void> | undefined;
+  private lostLogged = false;
 
   constructor(options: ReplyBusOptions) {
     this.subscriber = options.subscriber;
+    this.commands = options.commands;
     this.channel = options.channel;
     this.queue = options.queue;
     this.logger = options.logger;
+    this.enqueueWindowMs = options.enqueueWindowMs ?? 10_000;
     this.subscriber.on('message', this.onRawMessage);
     this.subscriber.on('ready', this.onReady);
+    this.subscriber.on('close', this.onClose);
   }
 
   /** Subscribes; resolves once replies can be received. */
@@ -58,20 +89,42 @@ export class ReplyBus {
 
   /** Registers the sink before the job is enqueued, so that no reply can arrive unclaimed. */
   register(jobId: string, sink: ReplySink): void {
-    this.pending.set(jobId, sink);
+    this.pending.set(jobId, { sink, registeredAt: Date.now(), enqueued: false });
+  }
+
+  /** The job is in Redis: from now on its absence there means it is lost. */
+  markEnqueued(jobId: string): void {
+    const entry = this.pending.get(jobId);
+    if (entry !== undefined) entry.enqueued = true;
   }
 
   unregister(jobId: string): void {
     this.pending.delete(jobId);
   }
 
-  /** Checks every pending job in Redis and finishes those that completed while messages could be lost. */
-  async reconcile(): Promise<void> {
-    const ids = [...this.pending.keys()];
-    if (ids.length === 0) return;
-    this.logger.warn({ pending: ids.length }, 'reconciling pending jobs after reply channel reconnect');
-    const jobs = await Promise.all(ids.map((id) => this.queue.getJob(id).catch(() => undefined)));
-    await Promise.all(ids.map((id, i) => this.reconcileOne(id, jobs[i])));
+  /** Gives up on every waiting request (the ingress's drain is over): each sink answers its client. */
+  abandonAll(reason: LostReason): number {
+    const entries = [...this.pending.values()];
+    for (const { sink } of entries) {
+      try {
+        sink.onLost(reason);
+      } catch (err) {
+        this.logger.error({ err }, 'a waiting request failed to end');
+      }
+    }
+    return entries.length;
+  }
+
+  /**
+   * Checks every pending job in Redis and finishes those that completed while messages could be lost. Runs once
+   * both connections are ready and the subscription is confirmed; a job that cannot be read is tried again with
+   * backoff (the request's own deadline bounds the wait); only a job Redis says is absent is reported lost.
+   * Calls made while a reconciliation runs are folded into one more pass after it.
+   */
+  reconcile(): Promise<void> {
+    this.reconcileWanted = true;
+    this.reconciling ??= this.runReconciliations();
+    return this.reconciling;
   }
 
   async close(): Promise<void> {
@@ -79,24 +132,137 @@ export class ReplyBus {
     this.closed = true;
     this.subscriber.off('message', this.onRawMessage);
     this.subscriber.off('ready', this.onReady);
+    this.subscriber.off('close', this.onClose);
     await this.subscriber.unsubscribe(this.channel).catch(() => undefined);
   }
 
-  private async reconcileOne(id: string, job: Job<CompletionJob, CompletionResult> | undefined): Promise<void> {
-    const sink = this.pending.get(id);
-    if (sink === undefined) return;
+  private async runReconciliations(): Promise<void> {
+    try {
+      while (this.reconcileWanted && !this.closed) {
+        this.reconcileWanted = false;
+        await this.reconcilePass();
+      }
+    } finally {
+      this.reconciling = undefined;
+    }
+  }
+
+  private async reconcilePass(): Promise<void> {
+    if (!(await this.connected())) return;
+    try {
+      // ioredis re-subscribes on 'ready' without waiting for the answer. Our own SUBSCRIBE is answered after it:
+      // once it is, every reply published from now on reaches us, and the state read below covers the rest.
+      await this.subscriber.subscribe(this.channel);
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'reply channel subscription not confirmed; reconciling again');
+      this.reconcileWanted = true;
+      await sleep(200, undefined, { ref: false });
+      return;
+    }
+    let ids = [...this.pending.keys()];
+    if (ids.length === 0) return;
+    this.logger.warn({ pending: ids.length }, 'reconciling pending jobs after reply channel reconnect');
+    let delayMs = 100;
+    while (ids.length > 0 && !this.closed) {
+      const again: string[] = [];
+      let lastError: unknown;
+      await Promise.all(
+        ids.map(async (id) => {
+          try {
+            if (!(await this.reconcileOne(id))) again.push(id);
+          } catch (err) {
+            lastError = err;
+            again.push(id);
+          }
+        }),
+      );
+      ids = again.filter((id) => this.pending.has(id));
+      if (ids.length === 0) return;
+      if (lastError !== undefined) {
+        this.logger.warn({ err: errorMessage(lastError), left: ids.length, retryInMs: delayMs }, 'reconciliation could not read some jobs; retrying');
+      }
+      await sleep(delayMs, undefined, { ref: false });
+      delayMs = Math.min(delayMs * 2, 2_000);
+      if (!(await this.connected())) return;
+    }
+  }
+
+  /** Settles one pending job from its state in Redis. False: look again later. Throws when Redis did not answer. */
+  private async reconcileOne(id: string): Promise<boolean> {
+    const job = await this.queue.getJob(id);
+    const entry = this.pending.get(id);
+    if (entry === undefined) return true;
     if (job === undefined) {
-      // Removed already: it finished and aged out, or was cancelled; nothing more will come for it.
-      sink.onFinishedUnseen(undefined, 0, 'the job disappeared from the queue');
-      return;
+      // Registered just now, its add possibly still in flight: absence proves nothing yet.
+      if (!entry.enqueued && Date.now() - entry.registeredAt < this.enqueueWindowMs) return false;
+      entry.sink.onLost('job_missing');
+      return true;
     }
-    if (job.finishedOn === undefined) return; // still waiting or running: its replies will come
+    if (job.finishedOn === undefined) return true; // still waiting or running: its replies will come
     if (job.failedReason) {
-      sink.onFinishedUnseen(undefined, job.attemptsStarted, job.failedReason);
+      entry.sink.onFinishedUnseen(undefined, job.attemptsStarted, job.failedReason);
+      return true;
+    }
+    const parsed = JobResultSchema.safeParse(job.returnvalue);
+    if (!parsed.success) {
+      entry.sink.onFinishedUnseen(undefined, job.attemptsStarted, 'malformed job result');
+      return true;
+    }
+    const result = parsed.data;
+    if (result.kind !== 'stored') {
+      entry.sink.onFinishedUnseen(result, job.attemptsStarted, undefined);
+      return true;
+    }
+    const body = await this.commands.get(result.key);
+    const current = this.pending.get(id);
+    if (current === undefined) return true;
+    if (body === null) {
+      current.sink.onLost('job_missing');
+      return true;
+    }
+    current.sink.onFinishedUnseen({ kind: 'body', status: result.status, body }, job.attemptsStarted, undefined);
+    this.forget(result.key);
+    return true;
+  }
+
+  /** Reads a stored body and hands the sink an ordinary `done`; a body that cannot be read loses the request. */
+  private async deliverStored(message: StoredDoneMessage): Promise<void> {
+    const { key, status } = message.result;
+    let body: string | null = null;
+    for (let attempt = 1; ; attempt++) {
+      if (!this.pending.has(message.j) || this.closed) return;
+      try {
+        body = await this.commands.get(key);
+        break;
+      } catch (err) {
+        if (attempt >= STORED_READ_ATTEMPTS) {
+          this.logger.error({ err: errorMessage(err), jobId: message.j, key }, 'could not read a stored reply body');
+          break;
+        }
+        await sleep(100 * 2 ** attempt, undefined, { ref: false });
+      }
+    }
+    const entry = this.pending.get(message.j);
+    if (entry === undefined) return;
+    if (body === null) {
+      entry.sink.onLost('job_missing');
       return;
     }
-    const result = CompletionResultSchema.safeParse(job.returnvalue);
-    sink.onFinishedUnseen(result.success ? result.data : undefined, job.attemptsStarted, result.success ? undefined : 'malformed job result');
+    entry.sink.onMessage({ k: 'done', j: message.j, a: message.a, result: { kind: 'body', status, body } });
+    this.forget(key);
+  }
+
+  /** A delivered body is nobody's any more: free its memory now rather than at its TTL. */
+  private forget(key: string): void {
+    this.commands.unlink(key).catch(() => undefined);
+  }
+
+  private async connected(): Promise<boolean> {
+    while (!this.closed) {
+      if (this.subscriber.status === 'ready' && this.commands.status === 'ready') return true;
+      await sleep(50, undefined, { ref: false });
+    }
+    return false;
   }
 
   private readonly onRawMessage = (channel: string, raw: string): void => {
@@ -106,12 +272,28 @@ export class ReplyBus {
       this.logger.error({ channel }, 'dropped a malformed reply message');
       return;
     }
-    this.pending.get(message.j)?.onMessage(message);
+    if (isStoredDone(message)) {
+      this.deliverStored(message).catch((err: unknown) => this.logger.error({ err, jobId: message.j }, 'delivering a stored reply failed'));
+      return;
+    }
+    // Not the stored form (checked above): the wire message is what sinks receive.
+    this.pending.get(message.j)?.sink.onMessage(message as ReplyMessage);
+  };
+
+  private readonly onClose = (): void => {
+    if (!this.wasReady || this.closed || this.lostLogged) return;
+    this.lostLogged = true; // once per outage, not once per reconnect attempt
+    this.logger.warn('reply channel connection lost; reconciling once it is back');
   };
 
   private readonly onReady = (): void => {
-    // ioredis re-subscribes by itself; the first 'ready' is the initial connect, the later ones are reconnects.
+    // The first 'ready' is the initial connect, the later ones are reconnects (messages may have been lost).
     if (!this.wasReady || this.closed) return;
+    this.lostLogged = false;
     this.reconcile().catch((err: unknown) => this.logger.error({ err }, 'reconciliation after reconnect failed'));
   };
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

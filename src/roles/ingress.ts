@@ -1,11 +1,12 @@
 // Composition root of the ingress role: Redis connections, queue producer, reply bus, Fastify app, listening.
-// Shutdown: not ready → stop accepting and let in-flight requests finish (grace) → close the bus, queue, Redis.
+// Shutdown: not ready → let in-flight requests finish (grace) → end the rest with a drain error → close bus, queue, Redis.
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { buildApp } from '../http/app.ts';
 import { createRedisKeys } from '../queue/keys.ts';
 import { CompletionQueue } from '../queue/completion-queue.ts';
 import { ReplyBus } from '../queue/reply-bus.ts';
-import { createFailFastConnection, createPatientConnection, waitForRedis } from './redis.ts';
+import { createFailFastConnection, createPatientConnection, probeRedis, waitForRedis } from './redis.ts';
 import type { RoleContext, RunningRole } from './context.ts';
 
 export interface RunningIngress extends RunningRole {
@@ -14,10 +15,13 @@ export interface RunningIngress extends RunningRole {
   url: string;
 }
 
+/** How often /ready's PING goes out. */
+const REDIS_PROBE_INTERVAL_MS = 1_000;
+
 export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
   const { config, logger } = ctx;
   const keys = createRedisKeys(config.redis.prefix);
-  const command = createFailFastConnection(config.redis.url, 'spillway-ingress');
+  const command = createFailFastConnection(config.redis.url, 'spillway-ingress', { commandTimeoutMs: config.redis.commandTimeoutMs });
   const subscriber = createPatientConnection(config.redis.url, 'spillway-ingress-replies');
   command.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   subscriber.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber error'));
@@ -29,9 +33,20 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
     keys,
     keepCompletedSeconds: config.jobs.keepCompletedSeconds,
     keepFailedSeconds: config.jobs.keepFailedSeconds,
+    // Called only by enqueue, once requests flow: `bus` is set by then.
+    onEnqueued: (jobId) => bus.markEnqueued(jobId),
   });
-  const bus = new ReplyBus({ subscriber, channel: keys.replyChannel(ctx.instanceId), queue: queue.queue, logger });
+  const bus = new ReplyBus({
+    subscriber,
+    commands: command,
+    channel: keys.replyChannel(ctx.instanceId),
+    queue: queue.queue,
+    logger,
+    // An enqueue ends (added, or rejected by the command timeout) within commandTimeoutMs.
+    enqueueWindowMs: config.redis.commandTimeoutMs + 1_000,
+  });
   await bus.start();
+  const probe = probeRedis(command, { intervalMs: REDIS_PROBE_INTERVAL_MS, timeoutMs: config.redis.commandTimeoutMs });
 
   let draining = false;
   const app = await buildApp({
@@ -42,7 +57,7 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
       if (draining) return 'draining';
       if (command.status !== 'ready') return 'redis unavailable';
       if (subscriber.status !== 'ready') return 'reply channel unavailable';
-      return undefined;
+      return probe.reason();
     },
   });
   const address = await app.listen({ host: config.server.host, port: config.server.port, backlog: config.server.listenBacklog });
@@ -55,23 +70,60 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
     steps: [
       {
         name: 'http server (in-flight requests)',
-        close: async () => {
+        close: () => {
           draining = true;
-          // Keep-alive connections whose last response finished during the drain would hold close() open
-          // until their idle timeout: close them as soon as they go idle.
-          const reaper = setInterval(() => app.server.closeIdleConnections(), 200);
-          try {
-            await app.close();
-          } finally {
-            clearInterval(reaper);
-          }
+          return drainHttp(app, bus, grace, logger);
         },
         timeoutMs: grace,
         force: () => app.server.closeAllConnections(),
       },
-      { name: 'reply bus', close: () => bus.close(), timeoutMs: 2_000 },
+      {
+        name: 'reply bus',
+        close: () => {
+          probe.stop();
+          return bus.close();
+        },
+        timeoutMs: 2_000,
+      },
       { name: 'queue', close: () => queue.close(), timeoutMs: 2_000 },
       { name: 'redis', close: () => Promise.all([command.quit(), subscriber.quit()]), timeoutMs: 2_000, force: () => { command.disconnect(); subscriber.disconnect(); } },
     ],
   };
+}
+
+/**
+ * Lets in-flight requests finish within the grace period. Those still open near its end are ended by the broker
+ * (a stream gets an SSE error event, a JSON request a 503, each logged as cut by the drain) rather than cut
+ * silently by the force-close; their last writes get a moment to flush before connections are closed.
+ */
+async function drainHttp(app: FastifyInstance, bus: ReplyBus, graceMs: number, logger: Logger): Promise<void> {
+  const flushMs = Math.min(1_000, Math.floor(graceMs / 4));
+  const marginMs = Math.min(500, Math.floor(graceMs / 10));
+  // Keep-alive connections whose last response finished during the drain would hold close() open
+  // until their idle timeout: close them as soon as they go idle.
+  const reaper = setInterval(() => app.server.closeIdleConnections(), 200);
+  try {
+    const closed = app.close();
+    if (await settlesWithin(closed, graceMs - flushMs - marginMs)) return await closed;
+    const ended = bus.abandonAll('draining');
+    logger.warn({ requests: ended }, 'grace period over: ending the requests still open');
+    if (await settlesWithin(closed, flushMs)) return await closed;
+    app.server.closeAllConnections();
+    await closed;
+  } finally {
+    clearInterval(reaper);
+  }
+}
+
+/** Whether `promise` settles within `ms` (its rejection counts: the caller only needs to know it is over). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -40,7 +40,11 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   for (const redis of [connection, publisherRedis, cancelSubscriber]) {
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   }
-  const publisher = new ReplyPublisher(publisherRedis, keys);
+  const publisher = new ReplyPublisher(publisherRedis, keys, {
+    inlineReplyBytes: config.redis.inlineReplyBytes,
+    // A stored body lives as long as the job's own result: reconciliation may need either.
+    storedReplyTtlSeconds: config.jobs.keepCompletedSeconds,
+  });
   const recentCancels = new RecentCancels();
   const processor = createCompletionProcessor({
     providers,
@@ -64,6 +68,13 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     name: ctx.instanceId,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  // A job whose lock this worker can no longer renew is not this worker's any more: Redis lost it (a restart without
+  // persistence; its client has been told) or another worker took it over after a stall. Stop paying for it.
+  worker.on('lockRenewalFailed', (jobIds) => {
+    for (const jobId of jobIds) {
+      if (worker.cancelJob(jobId, 'job lock lost')) logger.warn({ jobId }, 'job lock lost: upstream call aborted');
+    }
+  });
   // A job that failed outside the processor's own replies (stalled too often, a bug): tell the waiting ingress.
   worker.on('failed', (job, err) => {
     if (job === undefined) return;
@@ -82,7 +93,8 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
       .catch((publishErr: unknown) => logger.error({ err: publishErr }, 'publishing a failure reply failed'));
   });
 
-  await waitForRedis(cancelSubscriber, 30_000);
+  // The publisher too: a stream whose head finds it not connected is given up as unheard.
+  await Promise.all([waitForRedis(cancelSubscriber, 30_000), waitForRedis(publisherRedis, 30_000)]);
   const stopListening = await listenForCancels(cancelSubscriber, keys, (jobId) => {
     if (!worker.cancelJob(jobId, 'client closed the request')) recentCancels.add(jobId);
   });

@@ -33,7 +33,7 @@ describe('zero configuration', () => {
   it('serves the README curl example with the built-in mock provider and the dev key', async () => {
     const port = await freePort();
     started = spawnSpillway(['start'], { PORT: String(port), REDIS_URL: inject('redisUrl'), SPILLWAY_CONFIG: '' });
-    await waitForReady(`http://127.0.0.1:${port}`);
+    await waitForReady(`http://127.0.0.1:${port}`, started);
     const command = readmeCurl().replaceAll('localhost:8080', `127.0.0.1:${port}`);
     expect(command).toContain(`127.0.0.1:${port}`);
     const { stdout } = await run('bash', ['-c', `${command} --silent --show-error --fail-with-body --write-out '\\n%{http_code}'`]);
@@ -63,6 +63,36 @@ describe('graceful shutdown', () => {
 
     expect((await inFlight).object).toBe('chat.completion');
     expect(await cluster.ingress.exited).toBe(0);
+  });
+
+  it('ends a stream that outlasts the drain with an SSE error event, logs it as a drain and cancels its job', async () => {
+    cluster = await startCluster({ redisUrl: inject('redisUrl'), workers: 1, config: { server: { shutdownGraceMs: 1_500 } } });
+    const client = new OpenAI({ baseURL: `${cluster.baseUrl}/v1`, apiKey: TENANT_KEY, maxRetries: 0 });
+    // 100 chunks of 100 ms: far longer than the 1.5 s grace.
+    const stream = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], stream: true },
+      { headers: { 'x-mock-tag': 'drain-stream', 'x-mock-chunks': '100', 'x-mock-chunk-delay-ms': '100' } },
+    );
+    const pieces: string[] = [];
+    let failure: unknown;
+    try {
+      for await (const chunk of stream) {
+        const piece = chunk.choices[0]?.delta.content;
+        if (piece) pieces.push(piece.trim());
+        if (pieces.length === 3) cluster.ingress.child.kill('SIGTERM');
+      }
+    } catch (err) {
+      failure = err;
+    }
+    // Not a silent cut: the client is told, in the stream, why it ended.
+    expect(failure).toBeInstanceOf(OpenAI.APIError);
+    expect((failure as InstanceType<typeof OpenAI.APIError>).code).toBe('server_shutting_down');
+    expect(pieces.length).toBeLessThan(100);
+    expect(pieces).toEqual(Array.from({ length: pieces.length }, (_, i) => `tok${i + 1}`));
+    await cluster.ingress.exited;
+    expect(cluster.ingress.output()).toContain('"reason":"draining"');
+    expect(cluster.ingress.output()).not.toContain('"reason":"client_closed"');
+    await waitFor(() => cluster!.mock.stats().byTag['drain-stream']?.aborted === 1, { what: 'the upstream stream to be aborted' });
   });
 
   it('finishes an active job when the worker gets SIGTERM, without running it twice, and exits 0', async () => {

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { waitFor } from './wait.ts';
+import { StopWaiting, waitFor } from './wait.ts';
 
 export const SPILLWAY_BIN = resolve(import.meta.dirname, '../../bin/spillway.js');
 
@@ -53,15 +53,28 @@ export function spawnSpillway(args: string[], env: Record<string, string> = {}):
 export async function waitForLog(proc: SpillwayProcess, msg: string, timeoutMs = 20_000): Promise<void> {
   await waitFor(
     () => {
-      if (proc.child.exitCode !== null) throw new Error(`process exited early (${proc.child.exitCode}):\n${proc.output()}`);
-      return proc.output().includes(`"msg":"${msg}"`);
+      if (proc.output().includes(`"msg":"${msg}"`)) return true;
+      throwIfExited(proc);
+      return false;
     },
     { timeoutMs, what: `log "${msg}"` },
   );
 }
 
-export async function waitForReady(baseUrl: string, timeoutMs = 20_000): Promise<void> {
-  await waitFor(async () => (await fetch(`${baseUrl}/ready`)).status === 200, { timeoutMs, what: `${baseUrl}/ready` });
+/** Waits for /ready; fails at once when `proc` (the process that should serve it) exits first. */
+export async function waitForReady(baseUrl: string, proc?: SpillwayProcess, timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    async () => {
+      if (proc !== undefined) throwIfExited(proc);
+      return (await fetch(`${baseUrl}/ready`)).status === 200;
+    },
+    { timeoutMs, what: `${baseUrl}/ready` },
+  );
+}
+
+function throwIfExited(proc: SpillwayProcess): void {
+  const { exitCode, signalCode } = proc.child;
+  if (exitCode !== null || signalCode !== null) throw new StopWaiting(`process exited early (${exitCode ?? signalCode}):\n${proc.output()}`);
 }
 
 export async function killAll(): Promise<void> {

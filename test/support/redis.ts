@@ -9,6 +9,12 @@ import { waitFor } from './wait.ts';
 export interface RedisServer {
   url: string;
   port: number;
+  /** The running redis-server's process id (a restart changes it). */
+  readonly pid: number;
+  /** SIGSTOP: the server keeps its connections open and answers nothing, like a hung Redis. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   /** Stops the server (SIGKILL when `hard`), keeping its port for restart(). */
   stop(hard?: boolean): Promise<void>;
   restart(): Promise<void>;
@@ -35,8 +41,23 @@ export async function startRedisServer(): Promise<RedisServer> {
     running.kill(hard ? 'SIGKILL' : 'SIGTERM');
     await exited;
   };
+  const pid = (): number => {
+    if (child?.pid === undefined) throw new Error('redis-server is not running');
+    return child.pid;
+  };
   await launch();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, restart: launch, close: () => stop(true) };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return pid();
+    },
+    pause: () => process.kill(pid(), 'SIGSTOP'),
+    resume: () => process.kill(pid(), 'SIGCONT'),
+    stop,
+    restart: launch,
+    close: () => stop(true),
+  };
 }
 
 async function ping(port: number): Promise<boolean> {

@@ -71,7 +71,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await mock.close();
   };
   try {
-    await Promise.all([waitForReady(baseUrl), ...workers.map((w) => waitForLog(w, 'worker started'))]);
+    await Promise.all([waitForReady(baseUrl, ingress), ...workers.map((w) => waitForLog(w, 'worker started'))]);
   } catch (err) {
     const logs = [ingress, ...workers].map((p) => p.output()).join('\n---\n');
     await close();

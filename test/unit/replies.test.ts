@@ -1,14 +1,15 @@
 // The reply protocol between worker and ingress: every message kind survives an encode/decode round trip, and
 // anything malformed decodes to undefined (the reader drops it instead of trusting its TypeScript type).
 import { describe, expect, it } from 'vitest';
-import { decodeReply, encodeReply, type ReplyMessage } from '../../src/queue/replies.ts';
+import { decodeReply, encodeReply, isStoredDone, type WireReplyMessage } from '../../src/queue/replies.ts';
 
-const MESSAGES: Record<string, ReplyMessage> = {
+const MESSAGES: Record<string, WireReplyMessage> = {
   head: { k: 'head', j: 'job-1', a: 1, status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8' } },
   chunk: { k: 'chunk', j: 'job-1', a: 1, seq: 3, data: ['{"id":"c","choices":[]}', '{"x":"line\\nbreak"}'] },
   'done (JSON body)': { k: 'done', j: 'job-2', a: 0, result: { kind: 'body', status: 200, body: '{"object":"chat.completion"}' } },
   'done (stream, with usage)': { k: 'done', j: 'job-3', a: 2, result: { kind: 'stream', chunks: 12, usage: { total_tokens: 20 } } },
   'done (stream, no usage)': { k: 'done', j: 'job-3', a: 2, result: { kind: 'stream', chunks: 0 } },
+  'done (pointer to a stored body)': { k: 'done', j: 'job-5', a: 1, result: { kind: 'stored', status: 200, key: '{spillway}:stored-reply:job-5', bytes: 45_000_000 } },
   error: {
     k: 'error',
     j: 'job-4',
@@ -53,6 +54,8 @@ describe('malformed input decodes to undefined', () => {
     ['a done carrying an error result', { ...valid('done (JSON body)'), result: { kind: 'error', status: 500, headers: {}, error: MESSAGES.error } }],
     ['a done with an unknown result kind', { ...valid('done (JSON body)'), result: { kind: 'other' } }],
     ['a done whose body is an object', { ...valid('done (JSON body)'), result: { kind: 'body', status: 200, body: {} } }],
+    ['a stored pointer without a key', { ...valid('done (JSON body)'), result: { kind: 'stored', status: 200, bytes: 1 } }],
+    ['a stored pointer carrying the body too', { ...valid('done (JSON body)'), result: { kind: 'stored', status: 200, key: 'k', bytes: 1, body: 'x' } }],
     ['an error without a code', { ...valid('error'), error: { message: 'm', type: 't', param: null } }],
     ['an error whose code is a number', { ...valid('error'), error: { message: 'm', type: 't', param: null, code: 5 } }],
   ];
@@ -84,5 +87,12 @@ describe('the compact chunk form', () => {
     ['a header that is not JSON', '{"k":"chunk",\nx'],
   ])('rejects %s', (_what, raw) => {
     expect(decodeReply(raw)).toBeUndefined();
+  });
+});
+
+describe('stored bodies', () => {
+  it('only a done that points to a stored body is told apart (the reply bus resolves it; sinks never see it)', () => {
+    const kinds = Object.entries(MESSAGES).filter(([, m]) => isStoredDone(m)).map(([kind]) => kind);
+    expect(kinds).toEqual(['done (pointer to a stored body)']);
   });
 });

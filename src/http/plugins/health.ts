@@ -1,4 +1,4 @@
-// Liveness (/health), readiness (/ready: Redis reachable and not draining) and Prometheus (/metrics).
+// Liveness (/health), readiness (/ready: Redis reachable and answering, not draining) and Prometheus (/metrics).
 // No auth: these are for the orchestrator and the scraper, and reveal nothing about tenants or keys.
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';

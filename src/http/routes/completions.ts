@@ -77,8 +77,10 @@ async function handle(
     stream: parsed.stream,
     deadline,
     requestId: request.id,
+    keepAliveMs: deps.config.server.streamKeepAliveMs,
+    bufferLimitBytes: deps.config.server.streamBufferBytes,
     onAbandon: (reason) => {
-      log().info({ reason }, 'request abandoned: cancelling its job');
+      log().info({ reason }, reason === 'draining' ? 'request cut by the ingress drain: cancelling its job' : 'request abandoned: cancelling its job');
       deps.queue.cancel(jobId).catch((err: unknown) => log().warn({ err }, 'cancelling a job failed'));
     },
     onFinish: () => {
@@ -88,13 +90,14 @@ async function handle(
   });
   deps.bus.register(jobId, pending);
   deps.metrics.pendingReplies.inc();
-  try {
-    await deps.queue.enqueue(jobId, job);
-  } catch (err) {
+  // Not awaited: the deadline (and a client that leaves) must be answered even while Redis does not answer.
+  deps.queue.enqueue(jobId, job).catch((err: unknown) => {
     log().error({ err }, 'enqueue failed');
     // Finishes the pending request once (timer, listener, bus entry, gauge); `settled` rejects with the 503.
     pending.failBeforeEnqueue(serviceUnavailable('The request queue is unavailable; try again shortly.'));
-  }
+    // A command that timed out may still have added the job: nobody will wait for it.
+    void deps.queue.discard(jobId, deadline);
+  });
   const settled = await pending.settled;
   if (settled.kind === 'streamed') {
     // Hijacked replies skip Fastify's onResponse hook: record the stream here.
