@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Their own suites (npm run test:browser, npm run test:deploy): they need Debian's chromium and nginx.
+    exclude: [...configDefaults.exclude, 'test/browser/**', 'test/deploy/**'],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,

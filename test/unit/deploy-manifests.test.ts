@@ -1,176 +1,40 @@
-// Static checks of the deployment files (docker-compose, deploy/k8s, nginx, Prometheus) against the app's own
-// contracts: the values that, when wrong, apply cleanly and fail only in production. Reads files only.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Static checks of the Kubernetes manifests (deploy/k8s) against the app's own contracts: the values that, when
+// wrong, apply cleanly and fail only in production. Reads files only; compose and nginx: compose-edge.test.ts.
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
-import { parseConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/schema.ts';
 import { createRedisKeys } from '../../src/queue/keys.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const K8S_DIR = join(ROOT, 'deploy/k8s');
+import {
+  configMapDocument,
+  K8S_DIR,
+  k8sConfig as parseK8sConfig,
+  k8sObject as findObject,
+  kustomization,
+  loadK8sObjects,
+  referencedVars,
+  workloads as findWorkloads,
+  type Container,
+  type Labels,
+  type Probe,
+  type Workload,
+} from '../deploy/files.ts';
 
 /** The roles `node bin/spillway.js <role>` accepts. */
 const CLI_ROLES = new Set(['start', 'ingress', 'worker', 'mock-upstream', 'check-config']);
 /** HTTP paths each long-running role serves for probes (the worker on worker.metricsPort). */
 const PROBE_PATHS: Record<string, readonly string[]> = { ingress: ['/health', '/ready'], worker: ['/health'] };
-
 /** BullMQ keeps these job states in lists (`prioritized` and `delayed` are sorted sets). */
 const BULLMQ_LIST_STATES = ['wait', 'active'] as const;
 
-// ---- the slices of the manifests these tests read -------------------------------------------------
-
-type Labels = Record<string, string>;
-
-interface Probe {
-  httpGet?: { path: string; port: number | string };
-}
-
-interface Container {
-  name: string;
-  args?: string[];
-  env?: { name: string; value?: string }[];
-  envFrom?: { secretRef?: { name: string } }[];
-  ports?: { name?: string; containerPort: number }[];
-  startupProbe?: Probe;
-  readinessProbe?: Probe;
-  livenessProbe?: Probe;
-  lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number } } };
-  volumeMounts?: { name: string; mountPath: string }[];
-}
-
-interface PodTemplate {
-  metadata: { labels: Labels; annotations?: Record<string, string> };
-  spec: {
-    terminationGracePeriodSeconds?: number;
-    containers: Container[];
-    volumes?: { name: string; configMap?: { name: string } }[];
-  };
-}
-
-interface K8sObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string };
-  data?: Record<string, string>;
-  stringData?: Record<string, string>;
-  spec?: {
-    selector?: Labels | { matchLabels: Labels };
-    template?: PodTemplate;
-    scaleTargetRef?: { kind?: string; name: string };
-    triggers?: { type: string; metadata: Record<string, string | undefined> }[];
-  };
-}
-
-interface Workload {
-  name: string;
-  role: string;
-  labels: Labels;
-  template: PodTemplate;
-  container: Container;
-}
-
-interface ComposeService {
-  image?: string;
-  build?: unknown;
-  command?: string[];
-  environment?: Record<string, string>;
-  stop_grace_period?: string;
-}
-
-// ---- loading ----------------------------------------------------------------------------------------
-
-function readText(path: string): string {
-  return readFileSync(join(ROOT, path), 'utf8');
-}
-
-function loadK8sObjects(): K8sObject[] {
-  const files = readdirSync(K8S_DIR).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
-  return files.flatMap((file) =>
-    parseAllDocuments(readFileSync(join(K8S_DIR, file), 'utf8')).map((doc) => {
-      if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0]?.message ?? 'invalid YAML'}`);
-      return doc.toJS() as K8sObject;
-    }),
-  );
-}
-
 const k8s = loadK8sObjects();
-const compose = parse(readText('docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService> };
-
-function k8sObject(kind: string, name?: string): K8sObject {
-  const found = k8s.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
-  if (found === undefined) throw new Error(`no ${kind}${name === undefined ? '' : ` "${name}"`} under deploy/k8s`);
-  return found;
-}
-
-/** Every Deployment, keyed by the CLI role its (single Spillway) container runs. */
-function workloads(): Workload[] {
-  return k8s
-    .filter((o) => o.kind === 'Deployment')
-    .map((o) => {
-      const template = o.spec?.template;
-      const container = template?.spec.containers[0];
-      if (template === undefined || container === undefined) throw new Error(`Deployment ${o.metadata.name} has no container`);
-      return { name: o.metadata.name, role: container.args?.[0] ?? '', labels: template.metadata.labels, template, container };
-    });
-}
+const k8sObject = (kind: string, name?: string) => findObject(k8s, kind, name);
+const workloads = (): Workload[] => findWorkloads(k8s);
+const k8sConfig = () => parseK8sConfig(k8s);
 
 function workload(role: string): Workload {
   const found = workloads().find((w) => w.role === role);
   if (found === undefined) throw new Error(`no Deployment runs the "${role}" role`);
   return found;
-}
-
-const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
-
-/** The ${VAR} names used in the values of a YAML document (comments excluded). */
-function referencedVars(value: unknown): Set<string> {
-  const names = new Set<string>();
-  const walk = (v: unknown): void => {
-    if (typeof v === 'string') for (const match of v.matchAll(VAR)) names.add(match[1] ?? '');
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v !== null && typeof v === 'object') Object.values(v).forEach(walk);
-  };
-  walk(value);
-  return names;
-}
-
-/** Replaces ${VAR} / ${VAR:-default} in every string, as load.ts does; a variable without a value throws. */
-function substituteVars(value: unknown, env: Record<string, string>): unknown {
-  if (typeof value === 'string') {
-    return value.replace(VAR, (_match, name: string, fallback: string | undefined) => {
-      const found = env[name] ?? fallback;
-      if (found === undefined) throw new Error(`no value for \${${name}}`);
-      return found;
-    });
-  }
-  if (Array.isArray(value)) return value.map((item) => substituteVars(item, env));
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteVars(v, env)]));
-  }
-  return value;
-}
-
-function configMapDocument(): unknown {
-  const text = k8sObject('ConfigMap', 'spillway-config').data?.['spillway.yaml'];
-  if (text === undefined) throw new Error('ConfigMap spillway-config has no spillway.yaml');
-  return parse(text);
-}
-
-/** The example Secret's values stand in for the real ones: they must be valid where the config uses them. */
-function exampleSecret(): Record<string, string> {
-  return k8sObject('Secret', 'spillway-secrets').stringData ?? {};
-}
-
-function k8sConfig(): Config {
-  return parseConfig(substituteVars(configMapDocument(), exampleSecret()), 'deploy/k8s/configmap.yaml');
-}
-
-function composeConfig(): Config {
-  return parseConfig(substituteVars(parse(readText('deploy/compose/spillway.yaml')), {}), 'deploy/compose/spillway.yaml');
 }
 
 function probesOf(container: Container): Probe[] {
@@ -188,15 +52,7 @@ function preStopSeconds(container: Container): number {
   return cmd === 'sleep' ? Number(seconds) : 0;
 }
 
-/** Compose durations: "45s", "1m30s", "500ms". */
-function durationSeconds(text: string): number {
-  const units: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) throw new Error(`not a compose duration: "${text}"`);
-  return parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] ?? 's'] ?? 1), 0);
-}
-
-function matchLabelsOf(selector: Labels | { matchLabels: Labels } | undefined): Labels {
+function matchLabelsOf(selector: Labels | { matchLabels?: Labels } | undefined): Labels {
   if (selector === undefined) return {};
   return 'matchLabels' in selector && typeof selector.matchLabels === 'object' ? selector.matchLabels : (selector as Labels);
 }
@@ -218,17 +74,7 @@ function promqlMetricNames(query: string): string[] {
   return [...new Set(names)];
 }
 
-function nginxDirectives(): string {
-  return readText('deploy/nginx/nginx.conf').replace(/#.*$/gm, '');
-}
-
-// ---- tests ------------------------------------------------------------------------------------------
-
-describe('Spillway config files shipped with the deployments', () => {
-  it('the compose config validates against the config schema', () => {
-    expect(() => composeConfig()).not.toThrow();
-  });
-
+describe('Spillway config shipped with the Kubernetes manifests', () => {
   it('the k8s ConfigMap config validates against the config schema with the example Secret values', () => {
     expect(() => k8sConfig()).not.toThrow();
   });
@@ -236,7 +82,7 @@ describe('Spillway config files shipped with the deployments', () => {
   it('every ${VAR} of the k8s config is a key of the Secret the Spillway pods load', () => {
     const secret = k8sObject('Secret', 'spillway-secrets');
     const keys = Object.keys(secret.stringData ?? {});
-    expect(keys).toEqual(expect.arrayContaining([...referencedVars(configMapDocument())]));
+    expect(keys).toEqual(expect.arrayContaining([...referencedVars(configMapDocument(k8s))]));
     for (const w of workloads()) {
       expect(w.container.envFrom?.map((e) => e.secretRef?.name), w.name).toContain(secret.metadata.name);
     }
@@ -256,39 +102,52 @@ describe('Spillway config files shipped with the deployments', () => {
 describe('KEDA worker autoscaling', () => {
   const scaledObject = k8sObject('ScaledObject');
   const triggers = scaledObject.spec?.triggers ?? [];
-  const queueKeys = (): ReturnType<ReturnType<typeof createRedisKeys>['queueDepthKeys']> =>
-    createRedisKeys(k8sConfig().redis.prefix).queueDepthKeys('completions');
+  /** The BullMQ keys of every shard of the completions queue, as the code names them. */
+  const shardKeys = () => {
+    const config = k8sConfig();
+    const keys = createRedisKeys(config.redis.prefix, { shards: config.queue.shards });
+    return keys.shards.map((shard) => keys.queueDepthKeys('completions', shard.index));
+  };
 
   it('has triggers, each of a kind these checks understand', () => {
     expect(triggers.length).toBeGreaterThan(0);
     for (const trigger of triggers) expect(['redis', 'prometheus']).toContain(trigger.type);
   });
 
-  it("reads with each redis trigger a list of the completions queue, under the key the code uses", () => {
+  it('reads with its redis triggers both lists of every shard of the completions queue, under the keys the code uses', () => {
     // KEDA's redis scaler reads LLEN: only BullMQ's lists count (test/integration/queue-key-types.test.ts checks
     // which keys are lists against real BullMQ); a zset or a wrong name reads 0 and never scales.
-    const keys = queueKeys();
-    const lists = BULLMQ_LIST_STATES.map((state) => keys[state]);
-    const redisTriggers = triggers.filter((t) => t.type === 'redis');
-    expect(redisTriggers.length).toBeGreaterThan(0);
-    for (const trigger of redisTriggers) expect(lists).toContain(trigger.metadata.listName);
-    // The waiting list is what grows when every worker slot is busy: without it nothing scales up.
-    expect(redisTriggers.map((t) => t.metadata.listName)).toContain(keys.wait);
+    const expected = shardKeys().flatMap((keys) => BULLMQ_LIST_STATES.map((state) => keys[state]));
+    const listNames = triggers.filter((t) => t.type === 'redis').map((t) => t.metadata.listName);
+    expect([...listNames].sort()).toEqual(expected.sort());
   });
 
-  it('reaches the Redis that the Spillway config names', () => {
+  it('reaches the Redis that the Spillway config names, with its password', () => {
     const url = new URL(k8sConfig().redis.url);
+    const auth = k8sObject('TriggerAuthentication');
+    const password = auth.spec?.secretTargetRef?.find((r) => r.parameter === 'password');
     for (const trigger of triggers.filter((t) => t.type === 'redis')) {
       const [host = '', port = ''] = (trigger.metadata.address ?? '').split(':');
       // KEDA runs in its own namespace: it needs the Service's full name where the pods use the short one.
       expect(host.split('.')[0]).toBe(url.hostname);
       expect(port).toBe(url.port || '6379');
+      expect(trigger.authenticationRef?.name).toBe(auth.metadata.name);
     }
+    // The same Secret key the pods put in redis.url.
+    expect(password).toMatchObject({ name: 'spillway-secrets', key: 'REDIS_PASSWORD' });
+    expect(url.password).toBe(k8sObject('Secret', 'spillway-secrets').stringData?.REDIS_PASSWORD);
+  });
+
+  it('holds a fixed worker count when its source is unreachable (fallback)', () => {
+    expect(scaledObject.spec?.fallback?.failureThreshold).toBeGreaterThan(0);
+    expect(scaledObject.spec?.fallback?.replicas).toBeGreaterThanOrEqual(2);
   });
 
   it('adds a worker before every slot of the active ones is busy', () => {
-    const active = triggers.find((t) => t.type === 'redis' && t.metadata.listName === queueKeys().active);
-    if (active !== undefined) expect(Number(active.metadata.listLength)).toBeLessThanOrEqual(k8sConfig().worker.concurrency);
+    for (const keys of shardKeys()) {
+      const active = triggers.find((t) => t.type === 'redis' && t.metadata.listName === keys.active);
+      expect(Number(active?.metadata.listLength)).toBeLessThanOrEqual(k8sConfig().worker.concurrency);
+    }
   });
 
   it('queries only metrics that a Spillway process registers', () => {
@@ -322,6 +181,23 @@ describe('Kubernetes workloads', () => {
     for (const w of workloads()) expect(CLI_ROLES.has(w.role), w.name).toBe(true);
   });
 
+  it('scales the ingress from 3 to 10 replicas at 70 % CPU (the reference design)', () => {
+    const hpa = k8sObject('HorizontalPodAutoscaler');
+    expect(hpa.spec?.scaleTargetRef?.name).toBe(workload('ingress').name);
+    expect([hpa.spec?.minReplicas, hpa.spec?.maxReplicas]).toEqual([3, 10]);
+    expect(hpa.spec?.metrics).toEqual([{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }]);
+  });
+
+  it('spreads each role over nodes (preferred anti-affinity) and zones (topology spread), selecting its own pods', () => {
+    for (const w of workloads()) {
+      const own = (selector: { matchLabels?: Labels }) => selects(matchLabelsOf(selector), w.labels) && matchLabelsOf(selector)['app.kubernetes.io/component'] === w.role;
+      const preferred = w.template.spec.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+      expect(preferred.some((p) => p.podAffinityTerm.topologyKey === 'kubernetes.io/hostname' && own(p.podAffinityTerm.labelSelector)), w.name).toBe(true);
+      const spread = w.template.spec.topologySpreadConstraints ?? [];
+      expect(spread.some((s) => s.topologyKey === 'topology.kubernetes.io/zone' && own(s.labelSelector) && s.whenUnsatisfiable === 'ScheduleAnyway'), w.name).toBe(true);
+    }
+  });
+
   it('probes only paths the role serves, on the port the config gives it', () => {
     const config = k8sConfig();
     const ports: Record<string, number> = { ingress: config.server.port, worker: config.worker.metricsPort };
@@ -345,10 +221,10 @@ describe('Kubernetes workloads', () => {
     expect(grace).toBeGreaterThan(preStopSeconds(container) + k8sConfig().server.shutdownGraceMs / 1000);
   });
 
-  it('gives a worker time to finish an upstream call (server.requestTimeoutMs) before SIGKILL', () => {
-    const { server } = k8sConfig();
+  it('gives a worker its drain (worker.shutdownGraceMs) and a whole upstream call (server.requestTimeoutMs) before SIGKILL', () => {
+    const { server, worker } = k8sConfig();
     const grace = workload('worker').template.spec.terminationGracePeriodSeconds ?? 30;
-    expect(grace).toBeGreaterThan(Math.max(server.requestTimeoutMs, server.shutdownGraceMs) / 1000);
+    expect(grace).toBeGreaterThan(Math.max(server.requestTimeoutMs, worker.shutdownGraceMs) / 1000);
   });
 
   it('scrapes each role on the port that serves its /metrics', () => {
@@ -372,77 +248,39 @@ describe('Kubernetes workloads', () => {
   });
 
   it('kustomization applies every manifest except the example Secret', () => {
-    const kustomization = parse(readFileSync(join(K8S_DIR, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
     const manifests = readdirSync(K8S_DIR).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
-    expect([...kustomization.resources].sort()).toEqual(manifests.filter((f) => f !== 'secret.example.yaml').sort());
+    expect([...kustomization().resources].sort()).toEqual(manifests.filter((f) => f !== 'secret.example.yaml').sort());
   });
 });
 
-describe('docker-compose', () => {
-  const services = Object.entries(compose.services);
-  const spillwayImage = services.find(([, s]) => s.build !== undefined)?.[1].image;
-  const spillwayServices = services.filter(([, s]) => s.build !== undefined || s.image === spillwayImage);
+describe('the Redis of the manifests', () => {
+  const redis = k8sObject('StatefulSet', 'redis');
+  const container = redis.spec?.template?.spec.containers[0];
 
-  it('starts a CLI role in every service that runs the Spillway image', () => {
-    expect(spillwayServices.length).toBeGreaterThan(0);
-    for (const [name, service] of spillwayServices) {
-      expect(CLI_ROLES.has(service.command?.[0] ?? ''), `${name}: ${String(service.command)}`).toBe(true);
-    }
-    expect(spillwayServices.map(([, s]) => s.command?.[0])).toEqual(expect.arrayContaining(['ingress', 'worker', 'mock-upstream']));
+  it('requires the password the Spillway pods and KEDA use, from that one Secret key', () => {
+    const args = container?.args ?? [];
+    expect(args[args.indexOf('--requirepass') + 1]).toBe('$(REDIS_PASSWORD)');
+    expect(container?.env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'spillway-secrets', key: 'REDIS_PASSWORD' } } });
+    // envFrom would hand the Redis pod every provider and tenant key as well.
+    expect(container?.envFrom).toBeUndefined();
+    for (const probe of probesOf(container as Container)) expect(probe.exec?.command.join(' ')).toContain('REDISCLI_AUTH="$REDIS_PASSWORD"');
   });
 
-  it('lets the ingress finish in-flight requests (server.shutdownGraceMs) before Docker kills it', () => {
-    const ingress = compose.services.ingress;
-    expect(durationSeconds(ingress?.stop_grace_period ?? '10s')).toBeGreaterThan(composeConfig().server.shutdownGraceMs / 1000);
+  it('runs with AOF and noeviction, under a maxmemory', () => {
+    const args = container?.args ?? [];
+    expect(args[args.indexOf('--appendonly') + 1]).toBe('yes');
+    expect(args[args.indexOf('--maxmemory-policy') + 1]).toBe('noeviction');
+    expect(args).toContain('--maxmemory');
   });
 
-  it('lets a worker finish an upstream call (server.requestTimeoutMs) before Docker kills it', () => {
-    const { server } = composeConfig();
-    const worker = compose.services.worker;
-    expect(durationSeconds(worker?.stop_grace_period ?? '10s')).toBeGreaterThan(Math.max(server.requestTimeoutMs, server.shutdownGraceMs) / 1000);
-  });
-
-  it('binds the mock upstream to all interfaces so worker containers can reach it', () => {
-    const mock = services.find(([, s]) => s.command?.[0] === 'mock-upstream')?.[1];
-    expect(mock?.environment?.HOST).toBe('0.0.0.0');
-  });
-
-  it('health-checks and scrapes the workers on the configured worker.metricsPort', () => {
-    const port = composeConfig().worker.metricsPort;
-    expect(compose.services.worker?.environment?.HEALTHCHECK_URL).toBe(`http://127.0.0.1:${port}/health`);
-    const prometheus = parse(readText('deploy/prometheus/prometheus.yml')) as {
-      scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[];
-    };
-    const targets = prometheus.scrape_configs.flatMap((job) => job.dns_sd_configs ?? []);
-    expect(targets).toEqual(expect.arrayContaining([
-      expect.objectContaining({ names: ['worker'], port }),
-      expect.objectContaining({ names: ['ingress'], port: composeConfig().server.port }),
-    ]));
-  });
-
-  it('reaches Redis and every upstream of the compose config through compose service names', () => {
-    const config = composeConfig();
-    const hosts = [new URL(config.redis.url).hostname, ...config.providers.flatMap((p) => (p.baseUrl ? [new URL(p.baseUrl).hostname] : []))];
-    for (const host of hosts) expect(Object.keys(compose.services)).toContain(host);
-  });
-});
-
-describe('nginx in front of the ingress', () => {
-  it('streams responses unbuffered, as SSE needs', () => {
-    const conf = nginxDirectives();
-    expect(conf).toMatch(/\bproxy_buffering\s+off;/);
-    expect(conf).toMatch(/\bproxy_http_version\s+1\.1;/);
-  });
-
-  it('accepts every body the ingress accepts (server.bodyLimitBytes)', () => {
-    const match = /\bclient_max_body_size\s+(\d+)([kKmMgG]?);/.exec(nginxDirectives());
-    const factor: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
-    const bytes = Number(match?.[1]) * (factor[(match?.[2] ?? '').toLowerCase()] ?? 1);
-    expect(bytes).toBeGreaterThanOrEqual(composeConfig().server.bodyLimitBytes);
-  });
-
-  it('waits for an answer as long as a request may live (server.maxDeadlineMs)', () => {
-    const match = /\bproxy_read_timeout\s+(\d+)s;/.exec(nginxDirectives());
-    expect(Number(match?.[1])).toBeGreaterThanOrEqual(composeConfig().server.maxDeadlineMs / 1000);
+  it('accepts connections only from Spillway pods and the KEDA namespace (NetworkPolicy)', () => {
+    const policy = k8sObject('NetworkPolicy');
+    expect(selects(matchLabelsOf(policy.spec?.podSelector), redis.spec?.template?.metadata.labels ?? {})).toBe(true);
+    const rules = policy.spec?.ingress ?? [];
+    expect(rules.flatMap((r) => r.ports ?? []).map((p) => p.port)).toEqual([6379]);
+    const from = rules.flatMap((r) => r.from ?? []);
+    for (const w of workloads()) expect(from.some((f) => f.podSelector !== undefined && selects(matchLabelsOf(f.podSelector), w.labels)), w.name).toBe(true);
+    expect(from.some((f) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'keda')).toBe(true);
+    expect(from.every((f) => f.podSelector !== undefined || f.namespaceSelector !== undefined)).toBe(true);
   });
 });
