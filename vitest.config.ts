@@ -4,7 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // Their own suites (npm run test:browser, npm run test:deploy): they need Debian's chromium and nginx.
-    exclude: [...configDefaults.exclude, 'test/browser/**', 'test/deploy/**'],
+    // test/cluster (npm run test:cluster) starts a 6-node Redis Cluster per file.
+    exclude: [...configDefaults.exclude, 'test/browser/**', 'test/deploy/**', 'test/cluster/**'],
     globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -16,8 +16,11 @@ import { throughput } from './scenarios/throughput.ts';
 import { streamRelay } from './scenarios/stream-relay.ts';
 import { spike } from './scenarios/spike.ts';
 import { hold } from './scenarios/hold.ts';
+import { cluster } from './scenarios/cluster.ts';
+import { admission } from './scenarios/admission.ts';
+import { fairness } from './scenarios/fairness.ts';
 
-const SCENARIOS: readonly Scenario[] = [overhead, ttft, throughput, streamRelay, spike, hold];
+const SCENARIOS: readonly Scenario[] = [overhead, ttft, throughput, admission, streamRelay, cluster, spike, hold, fairness];
 /** Open files the hold scenario needs in one process (10,000 client sockets), with room for the rest. */
 const FILES_NEEDED = 12_000;
 const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');

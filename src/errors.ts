@@ -159,3 +159,69 @@ export const jsonTooDeep = (maxDepth: number) =>
 
 export const internalError = () =>
   new SpillwayError('The server had an error while processing your request.', { statusCode: 500, type: 'server_error', code: null });
+
+/** The admin pages (queue UI) without a valid admin key: the challenge makes a browser ask for it (HTTP Basic). */
+export const adminKeyRequired = () =>
+  new SpillwayError('This page needs an admin key: sign in with any user name and an admin key as the password.', {
+    statusCode: 401,
+    type: 'invalid_request_error',
+    code: 'invalid_admin_key',
+    headers: { 'www-authenticate': 'Basic realm="Spillway admin", charset="UTF-8"' },
+  });
+
+/** An async job that does not exist, has expired, or belongs to another tenant: the same 404, never a 403. */
+export const jobNotFound = (jobId: string) =>
+  new SpillwayError(`No job found with id '${jobId}'.`, { statusCode: 404, type: 'invalid_request_error', param: 'id', code: 'job_not_found' });
+
+/** The same Idempotency-Key sent again with another request: nothing is run. */
+export const idempotencyKeyReused = () =>
+  new SpillwayError('This Idempotency-Key was already used with a different request; use a new key for a new request.', {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    param: 'Idempotency-Key',
+    code: 'idempotency_key_reused',
+  });
+
+/** A retried stream whose first request is still running: a stream cannot be joined half way. */
+export const idempotentRequestInProgress = () =>
+  new SpillwayError('A request with this Idempotency-Key is still in progress; retry once it has finished.', {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    param: 'Idempotency-Key',
+    code: 'idempotency_request_in_progress',
+    headers: { 'retry-after': '1' },
+  });
+
+/** A webhook URL refused at submission: wrong scheme, or a host that resolves to a non-public address. Never echoes a secret. */
+export const invalidWebhookUrl = (reason: string) =>
+  new SpillwayError(`Invalid webhook URL: ${reason}.`, { statusCode: 400, type: 'invalid_request_error', param: 'webhook.url', code: 'invalid_webhook_url' });
+
+/** A webhook was asked for, but the tenant has no signing secret configured (an unsigned event is never sent). */
+export const webhookNotConfigured = () =>
+  new SpillwayError('Webhooks need a signing secret: none is configured for this API key (tenants[].webhook.secrets).', {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    param: 'webhook',
+    code: 'webhook_not_configured',
+  });
+
+/** A job whose webhook cannot be sent (again) yet: it has not finished, or it has no webhook. */
+export const webhookNotDeliverable = (reason: string) =>
+  new SpillwayError(`The webhook cannot be sent: ${reason}.`, { statusCode: 409, type: 'invalid_request_error', param: null, code: 'webhook_not_deliverable' });
+
+/** GET/DELETE of a stored response this tenant does not have (unknown, expired, deleted, or another tenant's). */
+export const responseNotFound = (id: string) =>
+  new SpillwayError(`Response with id '${id}' not found.`, { statusCode: 404, type: 'invalid_request_error', param: null, code: 'not_found' });
+
+/** A `previous_response_id` this tenant has no stored response for: OpenAI's 400, naming the parameter. */
+export const previousResponseNotFound = (id: string) =>
+  new SpillwayError(`Previous response with id '${id}' not found.`, {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    param: 'previous_response_id',
+    code: 'previous_response_not_found',
+  });
+
+/** A request parameter this broker cannot honour: a 400 naming it, never silently ignored. */
+export const unsupportedParameter = (param: string, message: string) =>
+  new SpillwayError(message, { statusCode: 400, type: 'invalid_request_error', param, code: 'unsupported_parameter' });

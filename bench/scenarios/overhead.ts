@@ -1,7 +1,7 @@
 // Scenario "overhead": 10 keep-alive clients, non-streaming, upstream latency 0 — the latency Spillway adds to a call.
 // Same request, same mock, measured direct then through Spillway; the difference of the percentiles is the overhead.
 import { runFixedLoad, warmUp } from '../support/fixed-load.ts';
-import { jobTimings } from '../support/job-timings.ts';
+import { recordJobTimings } from '../support/job-timings.ts';
 import { rawRoundTrip } from '../support/raw-round-trip.ts';
 import { idleMetrics, redisComparison, redisCost, redisMetrics } from '../support/redis-cost.ts';
 import { flatten } from '../support/stats.ts';
@@ -22,7 +22,7 @@ export const overhead: Scenario = {
     // The floor: a bare BullMQ round trip (no HTTP) at the same concurrency, in the same topology.
     { label: 'raw BullMQ round trip p50 (floor)', unit: 'ms', spillway: 'raw_latency_p50' },
     { label: 'raw BullMQ round trip p99 (floor)', unit: 'ms', spillway: 'raw_latency_p99' },
-    // BullMQ's timestamps on the completed jobs (ms resolution): where Spillway's latency goes.
+    // BullMQ's event times during the warm-up (same load, ms resolution): where Spillway's latency goes.
     { label: 'of which job waiting in Redis (added → taken), p50', unit: 'ms', spillway: 'job_wait_p50' },
     { label: 'of which job waiting in Redis, p99', unit: 'ms', spillway: 'job_wait_p99' },
     { label: 'of which job in a worker (taken → finished), p50', unit: 'ms', spillway: 'job_run_p50' },
@@ -41,17 +41,18 @@ export const overhead: Scenario = {
   async run(ctx) {
     const { direct, spillway } = ctx.stack.targets('open');
     const options = { stream: false, mock: { latencyMs: 0 } };
-    const measure = async (request: ReturnType<typeof chatRequest>) => {
+    const measure = async (request: ReturnType<typeof chatRequest>, timed = false) => {
+      const recorder = timed ? await recordJobTimings(ctx.stack.queue) : undefined;
       const amount = await warmUp(request, CONNECTIONS, ctx.durationMs);
+      const jobs = await recorder?.stop();
       const before = await ctx.stack.redisStats();
       const load = await runFixedLoad(request, CONNECTIONS, amount);
-      return { ...load, redis: redisCost(before, await ctx.stack.redisStats()) };
+      return { ...load, redis: redisCost(before, await ctx.stack.redisStats()), jobs };
     };
     const d = await measure(chatRequest(direct, options));
-    const since = Date.now();
-    const s = await measure(chatRequest(spillway, options));
+    const s = await measure(chatRequest(spillway, options), true);
     ctx.stack.assertAlive();
-    const jobs = await jobTimings(ctx.stack.queue, since);
+    const jobs = s.jobs!;
     const raw = await rawRoundTrip(ctx, CONNECTIONS);
     const redis = { ...redisMetrics('spillway', s.redis, s.ok), ...redisMetrics('raw', raw.redis, raw.completed) };
     return {

@@ -1,7 +1,7 @@
 // Scenario "throughput": 200 keep-alive clients, non-streaming, upstream latency 0 — requests/s direct, through Spillway,
 // and of the raw BullMQ round trip (add → worker → publish → subscriber) at the same concurrency: the broker's floor.
 import { runFixedLoad, warmUp } from '../support/fixed-load.ts';
-import { jobTimings } from '../support/job-timings.ts';
+import { recordJobTimings, type JobTimings } from '../support/job-timings.ts';
 import { rawRoundTrip } from '../support/raw-round-trip.ts';
 import { idleMetrics, redisComparison, redisCost, redisMetrics } from '../support/redis-cost.ts';
 import { flatten } from '../support/stats.ts';
@@ -44,10 +44,9 @@ export const throughput: Scenario = {
     const { direct, spillway } = ctx.stack.targets('open');
     const options = { stream: false, mock: { latencyMs: 0 } };
     const d = await measure(ctx.stack, chatRequest(direct, options), ctx.durationMs);
-    const since = Date.now();
-    const s = await measure(ctx.stack, chatRequest(spillway, options), ctx.durationMs);
+    const s = await measure(ctx.stack, chatRequest(spillway, options), ctx.durationMs, true);
     ctx.stack.assertAlive();
-    const jobs = await jobTimings(ctx.stack.queue, since);
+    const jobs = s.jobs!;
     const raw = await rawRoundTrip(ctx, CONNECTIONS);
     const perReq = (seconds: number, requests: number) => (1000 * seconds) / requests;
     const redis = { ...redisMetrics('spillway', s.redis, s.load.ok), ...redisMetrics('raw', raw.redis, raw.completed) };
@@ -85,14 +84,19 @@ export const throughput: Scenario = {
   },
 };
 
-/** Warm-up, then the measured run, with the CPU each process of the stack used during it and Redis's counters. */
-async function measure(stack: Stack, request: PreparedRequest, durationMs: number) {
+/**
+ * Warm-up, then the measured run, with the CPU each process of the stack used during it and Redis's counters. `timed`:
+ * where the jobs' time goes, read from BullMQ's events during the warm-up (the same load).
+ */
+async function measure(stack: Stack, request: PreparedRequest, durationMs: number, timed = false) {
+  const recorder = timed ? await recordJobTimings(stack.queue) : undefined;
   const amount = await warmUp(request, CONNECTIONS, durationMs);
+  const jobs: JobTimings | undefined = await recorder?.stop();
   const redisBefore = await stack.redisStats();
   const before = stack.cpu();
   const load = await runFixedLoad(request, CONNECTIONS, amount);
   const after = stack.cpu();
   const redis = redisCost(redisBefore, await stack.redisStats());
   const cpu = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof CpuTimes]])) as unknown as CpuTimes;
-  return { load, cpu, redis };
+  return { load, cpu, redis, jobs };
 }

@@ -14,6 +14,10 @@ import type { Target } from './targets.ts';
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 const SPILLWAY_BIN = join(REPO_ROOT, 'bin', 'spillway.js');
 export const API_KEY = 'sk-bench-key';
+/** Tenants of the admission and fairness scenarios. */
+export const LIMITED_TENANT_KEY = 'sk-bench-limited-key';
+export const TENANT_A_KEY = 'sk-bench-tenant-a';
+export const TENANT_B_KEY = 'sk-bench-tenant-b';
 export const PREFIX = '{bench}';
 /** The spike scenario's upstream accepts this many concurrent calls and answers 429 beyond. */
 export const LIMITED_UPSTREAM_CONCURRENCY = 100;
@@ -57,6 +61,11 @@ export interface Stack {
   redisStats(): Promise<RedisSnapshot>;
   /** Stops and starts the open mock, the workers and the ingress (same ports): a scenario that needs fresh processes. */
   restart(): Promise<void>;
+  /**
+   * Restarts the ingress and workers with config sections merged over the bench's own (one level deep); `{}` restores
+   * it. For a scenario that needs another setting (fair share on, fewer worker slots).
+   */
+  reconfigure(patch: Record<string, Record<string, unknown>>): Promise<void>;
   /** Throws when a process of the stack has died (its log file is named). */
   assertAlive(): void;
   close(): Promise<void>;
@@ -85,12 +94,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const limitedPort = await freePort();
     const ingressPort = await freePort();
     const configFile = join(logDir, 'spillway.yaml');
-    writeFileSync(configFile, JSON.stringify(spillwayConfig(options.workers, ingressPort, redis.url, mockPort, limitedPort), null, 2));
+    const baseConfig = spillwayConfig(options.workers, ingressPort, redis.url, mockPort, limitedPort);
+    writeFileSync(configFile, JSON.stringify(baseConfig, null, 2));
 
     let mockChild = track(await startMock('mock', mockPort, [], logDir));
     const limitedChild = track(await startMock('mock-limited', limitedPort, ['--max-concurrency', String(LIMITED_UPSTREAM_CONCURRENCY)], logDir));
     queueRedis = connect(redis.url);
-    const q = new Queue(QUEUE_NAMES.completions, { connection: queueRedis, prefix: createRedisKeys(PREFIX).bullPrefix });
+    // skipMetasUpdate: a handle of ours must not reset the queue settings Spillway's ingress wrote (its event-stream cap).
+    const q = new Queue(QUEUE_NAMES.completions, { connection: queueRedis, prefix: createRedisKeys(PREFIX).bullPrefix, skipMetasUpdate: true });
     queue = q;
     const ingressOrigin = `http://127.0.0.1:${ingressPort}`;
 
@@ -166,6 +177,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         mock: readCpuSeconds(mockChild.pid) + readCpuSeconds(limitedChild.pid),
       }),
       redisStats: () => redisSnapshot(qr),
+      reconfigure: async (patch) => {
+        const merged: Record<string, unknown> = { ...baseConfig };
+        for (const [section, values] of Object.entries(patch)) merged[section] = { ...(baseConfig[section] as Record<string, unknown>), ...values };
+        writeFileSync(configFile, JSON.stringify(merged, null, 2));
+        await stopSpillway();
+        await startSpillway();
+      },
       restart: async () => {
         await stopSpillway();
         await mockChild.stop();
@@ -199,9 +217,10 @@ async function startMock(name: string, port: number, extra: string[], logDir: st
 }
 
 /** The deployment under test; validated by Spillway's own schema when the processes start. */
-function spillwayConfig(workers: number, port: number, redisUrl: string, mockPort: number, limitedPort: number): unknown {
+function spillwayConfig(workers: number, port: number, redisUrl: string, mockPort: number, limitedPort: number): Record<string, unknown> {
   return {
-    server: { host: '127.0.0.1', port, forwardHeaders: ['x-mock-*'], maxQueueWaitMs: 120_000, requestTimeoutMs: 60_000, shutdownGraceMs: 5_000 },
+    // Fair share off: the scenarios measure the request path itself; the fairness scenario turns it on (reconfigure).
+    server: { host: '127.0.0.1', port, forwardHeaders: ['x-mock-*'], maxQueueWaitMs: 120_000, requestTimeoutMs: 60_000, shutdownGraceMs: 5_000, fairShare: 'off' },
     redis: { url: redisUrl, prefix: PREFIX },
     worker: { concurrency: 512 },
     logging: { level: 'warn' },
@@ -214,6 +233,12 @@ function spillwayConfig(workers: number, port: number, redisUrl: string, mockPor
       { name: 'gpt-4o-mini', route: [{ provider: 'mock', model: 'mock-chat' }] },
       { name: 'gpt-4o-mini-limited', route: [{ provider: 'limited', model: 'mock-chat' }] },
     ],
-    tenants: [{ id: 'bench', dev: true, keys: [API_KEY] }],
+    tenants: [
+      { id: 'bench', dev: true, keys: [API_KEY] },
+      // Budgets far above what the bench sends: admission runs its script for every request but never delays one.
+      { id: 'bench-limited', dev: true, keys: [LIMITED_TENANT_KEY], rpm: 1_000_000_000, tpm: 1_000_000_000_000 },
+      { id: 'tenant-a', dev: true, keys: [TENANT_A_KEY] },
+      { id: 'tenant-b', dev: true, keys: [TENANT_B_KEY] },
+    ],
   };
 }

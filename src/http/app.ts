@@ -14,8 +14,14 @@ import { errorHandlerPlugin, frameworkErrors } from './plugins/error-handler.ts'
 import { healthPlugin } from './plugins/health.ts';
 import { jsonBodyPlugin } from './plugins/json-body.ts';
 import { registerCompletionRoutes } from './routes/completions.ts';
+import { registerResponseRoutes } from './routes/responses.ts';
+import { registerJobRoutes } from './routes/jobs.ts';
+import type { AsyncJobServices } from './routes/job-submission.ts';
+import type { AdmissionGate } from '../admission/gate.ts';
 import { registerModelRoutes } from './routes/models.ts';
 import { registerAccessLog } from './access-log.ts';
+import { registerUsageRoutes, type UsageReader } from './routes/usage.ts';
+import { registerCors } from './plugins/cors.ts';
 
 export interface IngressDeps {
   config: Config;
@@ -24,10 +30,19 @@ export interface IngressDeps {
   bus: ReplyBus;
   queue: CompletionQueue;
   instanceId: string;
+  /** Per-tenant admission in front of the queue (src/admission/gate.ts). */
+  admission: AdmissionGate;
   notReadyReason: () => string | undefined;
+  /** Async jobs (/v1/jobs, `Prefer: respond-async`) and Idempotency-Key; absent: neither is served. */
+  jobs?: AsyncJobServices;
+  /** The daily usage counters behind GET /v1/usage; absent: the route is not served. */
+  usage?: UsageReader;
 }
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** proxy-addr's trust function: hop 0 is the socket's peer, hop 1 the last X-Forwarded-For entry, and so on. */
+const trustOneHop = (_address: string, hop: number): boolean => hop === 0;
 
 export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
   const { server } = deps.config;
@@ -38,7 +53,9 @@ export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
     // One log line per request is written by the routes themselves (with tenant and job); none from Fastify.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: server.bodyLimitBytes,
-    trustProxy: server.trustProxy,
+    // Exactly one hop: the peer (the proxy in front) is trusted, so the client address is the last X-Forwarded-For
+    // entry, the one that proxy appended. `true` would trust the whole header, whose left part the client writes.
+    trustProxy: server.trustProxy ? trustOneHop : false,
     // A client that trickles its headers or body would hold a connection and its buffered bytes for ever: bound
     // both (Node answers 408 through clientErrorHandler). Node checks them on a timer, 30 s apart by default.
     requestTimeout: server.requestReceiveTimeoutMs,
@@ -64,7 +81,14 @@ export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
     done();
   });
-  registerAccessLog(app, deps.metrics);
+  registerAccessLog(app, deps.metrics, { models: deps.config.models.map((m) => m.name) });
+  // Before the API's auth hook: a browser's preflight carries no key.
+  if (server.cors.origins.length > 0) await registerCors(app, server.cors.origins);
+  // Loaded only when mounted: Bull Board's UI stack stays out of an ingress that does not serve it.
+  if (deps.config.admin.keys.length > 0) {
+    const { registerQueueUi } = await import('./plugins/queue-ui.ts');
+    await registerQueueUi(app, { keys: deps.config.admin.keys, queues: deps.queue.queues });
+  }
 
   const auth = createAuthenticator(deps.config.tenants);
   const router = createRouter(deps.config);
@@ -74,6 +98,10 @@ export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
     api.addHook('onRequest', auth.onRequest);
     registerModelRoutes(api, { config: deps.config, authenticate: auth.authenticate, startedAt });
     registerCompletionRoutes(api, { ...deps, authenticate: auth.authenticate, router });
+    registerResponseRoutes(api, { ...deps, authenticate: auth.authenticate, router });
+    if (deps.jobs !== undefined) registerJobRoutes(api, { ...deps, jobs: deps.jobs, authenticate: auth.authenticate, router });
   });
+  // Outside the API's auth hook: an admin key (every tenant's usage) is not a tenant key; the route checks both itself.
+  if (deps.usage !== undefined) registerUsageRoutes(app, { config: deps.config, authenticate: auth.authenticate, usage: deps.usage });
   return app;
 }

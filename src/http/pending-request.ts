@@ -6,28 +6,55 @@ import type { ReplySink } from '../queue/reply-bus.ts';
 import type { CompletionResult } from '../queue/jobs.ts';
 import type { ReplyMessage } from '../queue/replies.ts';
 import { deadlineExceeded, jobLost, shuttingDown, slowReader, streamInterrupted, SpillwayError, upstreamFailed } from '../errors.ts';
-import { toOpenAIError } from '../openai/errors.ts';
+import { toOpenAIError, type OpenAIErrorBody } from '../openai/errors.ts';
 import { SSE_HEADERS, sseData, SSE_DONE, SSE_KEEP_ALIVE } from '../openai/sse.ts';
+
+/**
+ * How a stream's payloads go out. Default: chat's `data:` events ended by `data: [DONE]`, a late error as a
+ * `data: {"error":…}` event. The Responses API names each event, sends no [DONE] and numbers its error event.
+ */
+export interface StreamFraming {
+  event(payload: string): string;
+  /** Written last on a stream that completed. */
+  end: string;
+  /** The event of an error after the head; `sequenceNumber` is the count of payloads written before it. */
+  error(body: OpenAIErrorBody, sequenceNumber: number): string;
+}
+
+const CHAT_FRAMING: StreamFraming = { event: sseData, end: SSE_DONE, error: (body) => sseData(JSON.stringify(body)) };
 
 /** Why an answer is no longer wanted: its job is cancelled. */
 export type AbandonReason = 'client_closed' | 'deadline' | 'stream_broken' | 'slow_reader' | 'job_missing' | 'draining';
 
-export type Settled = { kind: 'json'; status: number; body: string } | { kind: 'streamed'; status: number };
+/** `headers`: the worker's x-spillway-* headers of a JSON answer (deployment, attempts, cache). */
+export type Settled = { kind: 'json'; status: number; body: string; headers?: Record<string, string> } | { kind: 'streamed'; status: number };
 
 export interface PendingRequestOptions {
   reply: FastifyReply;
   stream: boolean;
   deadline: number;
   requestId: string;
+  /** Extra response headers (x-ratelimit-*), sent with a JSON answer by the route and with a stream's head here. */
+  headers?: Record<string, string>;
   /** A stream that has written nothing for this long gets its head (if not out yet) and a `: keep-alive` comment. */
   keepAliveMs: number;
+  /**
+   * For a client that asked where it stands (x-spillway-queue-position): an SSE comment describing the job's place in
+   * the queue, written every QUEUE_POSITION_INTERVAL_MS until the answer flows.
+   */
+  describePlace?: () => Promise<string | undefined>;
   /** Bytes a stream's client may leave unread before the stream is ended with an error and its job cancelled. */
   bufferLimitBytes: number;
+  /** The stream's wire format; default CHAT_FRAMING. */
+  framing?: StreamFraming;
   /** Called once when the answer is no longer wanted (client gone, deadline passed, stream broken, job lost, drain). */
   onAbandon: (reason: AbandonReason) => void;
   /** Called once when the request is over, whatever the outcome. */
   onFinish: () => void;
 }
+
+/** How often a client that asked for its queue position hears it. */
+export const QUEUE_POSITION_INTERVAL_MS = 1_000;
 
 /** Once a slow reader's stream is ended, how long its unread bytes may still hold the socket open. */
 const SLOW_READER_LINGER_MS = 10_000;
@@ -38,8 +65,10 @@ export class PendingRequest implements ReplySink {
   private resolve!: (value: Settled) => void;
   private reject!: (err: SpillwayError) => void;
   private readonly options: PendingRequestOptions;
+  private readonly framing: StreamFraming;
   private readonly timer: NodeJS.Timeout;
   private keepAlive: NodeJS.Timeout | undefined;
+  private positionTimer: NodeJS.Timeout | undefined;
   private done = false;
   /** Set once the SSE head is written (by the answer, or early by the keep-alive): from then on errors are SSE events. */
   private headSent = false;
@@ -53,6 +82,7 @@ export class PendingRequest implements ReplySink {
 
   constructor(options: PendingRequestOptions) {
     this.options = options;
+    this.framing = options.framing ?? CHAT_FRAMING;
     this.settled = new Promise<Settled>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -63,7 +93,10 @@ export class PendingRequest implements ReplySink {
     this.timer = setTimeout(() => this.abandon('deadline', deadlineExceeded()), Math.max(0, options.deadline - Date.now()));
     // A load balancer's idle timeout (often 60 s) would cut a stream that waits in the queue before it starts.
     if (options.stream) this.keepAlive = setInterval(this.onKeepAliveTick, options.keepAliveMs);
+    if (options.stream && options.describePlace !== undefined) this.positionTimer = setInterval(this.onPositionTick, QUEUE_POSITION_INTERVAL_MS);
     options.reply.raw.on('close', this.onClientClose);
+    // The client may have left while the route awaited admission: its 'close' is not coming again.
+    if (options.reply.raw.destroyed || options.reply.raw.socket?.destroyed === true) queueMicrotask(this.onClientClose);
   }
 
   onMessage(message: ReplyMessage): void {
@@ -74,7 +107,7 @@ export class PendingRequest implements ReplySink {
       case 'head':
         if (!this.options.stream) return;
         if (this.streamAttempt === undefined) {
-          this.startStream(message.a, message.status);
+          this.startStream(message.a, message.status, message.headers);
         } else if (this.streamAttempt !== message.a) {
           // A head of a newer attempt: the job was re-run (its worker died). Replaying would duplicate tokens.
           this.abandon('stream_broken', streamInterrupted('The stream was interrupted: the worker serving it was lost.'));
@@ -87,7 +120,7 @@ export class PendingRequest implements ReplySink {
           return;
         }
         this.nextSeq += message.data.length;
-        this.write(message.data.length === 1 ? sseData(message.data[0]!) : message.data.map(sseData).join(''));
+        this.write(message.data.length === 1 ? this.framing.event(message.data[0]!) : message.data.map((d) => this.framing.event(d)).join(''));
         return;
       case 'done':
         this.complete(message.result, message.a);
@@ -136,7 +169,7 @@ export class PendingRequest implements ReplySink {
         return;
       }
       this.finish();
-      this.resolve({ kind: 'json', status: result.status, body: result.body });
+      this.resolve(result.headers === undefined ? { kind: 'json', status: result.status, body: result.body } : { kind: 'json', status: result.status, body: result.body, headers: result.headers });
       return;
     }
     if (this.streamAttempt === undefined) this.startStream(attempt, 200);
@@ -145,7 +178,7 @@ export class PendingRequest implements ReplySink {
       return;
     }
     this.finish();
-    this.options.reply.raw.end(SSE_DONE);
+    this.options.reply.raw.end(this.framing.end);
     this.resolve({ kind: 'streamed', status: 200 });
   }
 
@@ -157,22 +190,25 @@ export class PendingRequest implements ReplySink {
     }
     // Headers are out: the error travels as an SSE event, which the OpenAI SDKs raise as an APIError.
     const raw = this.options.reply.raw;
-    if (!raw.writableEnded) raw.end(sseData(JSON.stringify(toOpenAIError(err).body)));
+    if (!raw.writableEnded) raw.end(this.framing.error(toOpenAIError(err).body, this.nextSeq));
     this.resolve({ kind: 'streamed', status: err.statusCode });
   }
 
-  private startStream(attempt: number, status: number): void {
+  private startStream(attempt: number, status: number, headers?: Record<string, string>): void {
     this.streamAttempt = attempt;
-    this.sendHead(status);
+    this.sendHead(status, headers);
   }
 
-  private sendHead(status: number): void {
+  /** `upstream`: the head message's headers, of which only Spillway's own (x-spillway-*) reach the client. */
+  private sendHead(status: number, upstream?: Record<string, string>): void {
     if (this.headSent) return;
     this.headSent = true;
     const { reply } = this.options;
     reply.hijack();
+    const spillway: Record<string, string> = {};
+    for (const [name, value] of Object.entries(upstream ?? {})) if (name.startsWith('x-spillway-')) spillway[name] = value;
     // No flushHeaders(): the head goes out with the first chunk, a tick later, in one write.
-    reply.raw.writeHead(status, { ...SSE_HEADERS, 'x-request-id': this.options.requestId });
+    reply.raw.writeHead(status, { ...this.options.headers, ...spillway, ...SSE_HEADERS, 'x-request-id': this.options.requestId });
   }
 
   /**
@@ -203,6 +239,21 @@ export class PendingRequest implements ReplySink {
     this.wroteSinceTick = false;
   };
 
+  private readonly onPositionTick = (): void => {
+    if (this.done || this.streamAttempt !== undefined) {
+      clearInterval(this.positionTimer);
+      return;
+    }
+    this.options.describePlace?.().then(
+      (comment) => {
+        if (comment === undefined || this.done || this.streamAttempt !== undefined) return;
+        this.sendHead(200);
+        this.write(comment);
+      },
+      () => undefined, // advisory: a Redis hiccup skips one report
+    );
+  };
+
   private abandon(reason: AbandonReason, err: SpillwayError): void {
     if (this.done) return;
     this.options.onAbandon(reason);
@@ -218,6 +269,7 @@ export class PendingRequest implements ReplySink {
     this.done = true;
     clearTimeout(this.timer);
     clearInterval(this.keepAlive);
+    clearInterval(this.positionTimer);
     this.options.reply.raw.off('close', this.onClientClose);
     this.options.onFinish();
   }

@@ -13,7 +13,9 @@ export type Fault =
   | 'no-done'
   | 'huge-error'
   | 'non-json'
-  | 'huge-event';
+  | 'huge-event'
+  | 'stream-error'
+  | 'content-filter';
 
 /** The server-wide settings a request's headers may override. */
 export interface BehaviourDefaults {
@@ -32,6 +34,8 @@ const FAULTS: ReadonlySet<string> = new Set<Fault>([
   'huge-error',
   'non-json',
   'huge-event',
+  'stream-error',
+  'content-filter',
 ]);
 /** Default size of the bodies of huge-error, non-json and huge-event. */
 export const DEFAULT_BODY_BYTES = 1024 * 1024;
@@ -57,7 +61,10 @@ export interface Behaviour extends BehaviourDefaults {
  * slow-stream (streams only); stall-mid-stream (streams: silent after half the content chunks for x-mock-stall-ms,
  * default until the client leaves, then the rest); no-done (streams: end cleanly without `[DONE]`); huge-error (the
  * error of x-mock-status, default 500, with a JSON body of x-mock-body-bytes, default 1 MiB); non-json (a 200
- * text/html body of x-mock-body-bytes); huge-event (streams: one event of x-mock-body-bytes, then `[DONE]`).
+ * text/html body of x-mock-body-bytes); huge-event (streams: one event of x-mock-body-bytes, then `[DONE]`);
+ * stream-error (Anthropic streams: half the answer, then an `event: error` overloaded_error); content-filter (the
+ * 400 Azure answers when its content filter refuses a prompt; Anthropic's own 400 on the Messages path).
+ * x-mock-gate G holds the answer until the test calls openGate(G).
  * A malformed value is a 400, never silently ignored: a typo must not pass a test.
  */
 export function readBehaviour(h: IncomingHttpHeaders, d: BehaviourDefaults): Behaviour {

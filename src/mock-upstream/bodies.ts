@@ -1,8 +1,10 @@
 // The OpenAI bodies the mock upstream reads and writes: request fields in, JSON answers, SSE frames, embeddings, errors out.
 // Pure and deterministic; never imports Spillway's own openai/ or errors modules — a mock sharing code with the broker hides the bugs both have.
 
+import { argumentPieces, openAIToolCall, type ToolCall } from './tools.ts';
+
 export type GenerationKind = 'chat' | 'completions';
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
 export type RequestBody = Record<string, unknown>;
 
 /** One chat or text completion, decided once per request. */
@@ -21,6 +23,8 @@ export interface Generation {
   readonly stream: boolean;
   /** `stream_options.include_usage`: non-final chunks then carry `usage: null` and a last chunk carries the usage. */
   readonly includeUsage: boolean;
+  /** Chat with tools offered: every choice calls this tool instead of answering in words. */
+  readonly toolCall: ToolCall | undefined;
 }
 
 export interface EmbeddingsRequest {
@@ -48,7 +52,8 @@ const SYSTEM_FINGERPRINT = 'fp_spillway_mock';
 const MODELS_CREATED = 1_704_067_200;
 const MODEL_IDS: readonly string[] = ['gpt-4o-mini', 'gpt-4o', 'gpt-3.5-turbo-instruct', 'text-embedding-3-small', 'mock-model'];
 
-export function parseRequestBody(text: string): RequestBody {
+/** `defaultModel`: Azure names the deployment in the path, so its bodies may leave `model` out. */
+export function parseRequestBody(text: string, defaultModel?: string): RequestBody {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -56,6 +61,7 @@ export function parseRequestBody(text: string): RequestBody {
     throw new BadRequest('We could not parse the JSON body of your request. Please send valid JSON.');
   }
   if (!isRecord(parsed)) throw new BadRequest('The request body must be a JSON object.');
+  if (parsed['model'] === undefined && defaultModel !== undefined) parsed['model'] = defaultModel;
   const model = parsed['model'];
   if (typeof model !== 'string' || model === '') throw new BadRequest('You must provide a model parameter.', 'model');
   return parsed;
@@ -79,6 +85,7 @@ export function readGeneration(kind: GenerationKind, body: RequestBody, maxWords
   const maxTokens = optionalInt(body, 'max_completion_tokens', 1, 1e9) ?? optionalInt(body, 'max_tokens', 1, 1e9);
   const words = maxTokens !== undefined && maxTokens < maxWords ? maxTokens : maxWords;
   const streamOptions = body['stream_options'];
+  const toolCall = kind === 'chat' ? openAIToolCall(body, `call_${id.slice(id.indexOf('-') + 1)}`) : undefined;
   return {
     kind,
     id,
@@ -86,10 +93,11 @@ export function readGeneration(kind: GenerationKind, body: RequestBody, maxWords
     model: body['model'] as string,
     choices,
     words,
-    finishReason: words < maxWords ? 'length' : 'stop',
+    finishReason: toolCall !== undefined ? 'tool_calls' : words < maxWords ? 'length' : 'stop',
     promptTokens,
     stream: body['stream'] === true,
     includeUsage: isRecord(streamOptions) && streamOptions['include_usage'] === true,
+    toolCall,
   };
 }
 
@@ -106,11 +114,12 @@ export function generationBody(g: Generation): string {
   const choices = [];
   for (let index = 0; index < g.choices; index++) {
     const finish_reason = g.finishReason;
-    choices.push(
-      chat
-        ? { index, message: { role: 'assistant', content: text, refusal: null, annotations: [] }, logprobs: null, finish_reason }
-        : { text, index, logprobs: null, finish_reason },
-    );
+    const call = g.toolCall;
+    const message =
+      call === undefined
+        ? { role: 'assistant', content: text, refusal: null, annotations: [] }
+        : { role: 'assistant', content: null, refusal: null, annotations: [], tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] };
+    choices.push(chat ? { index, message, logprobs: null, finish_reason } : { text, index, logprobs: null, finish_reason });
   }
   return JSON.stringify({
     id: g.id,
@@ -145,7 +154,16 @@ export function* generationFrames(g: Generation): Generator<string, void, undefi
       yield frame([{ index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }], usage);
     }
   }
-  for (let w = 0; w < g.words; w++) {
+  const call = g.toolCall;
+  if (call !== undefined) {
+    // A tool call streams as OpenAI's do: id, type and name first with empty arguments, then argument fragments.
+    const delta = (index: number, d: unknown) => frame([{ index, delta: { tool_calls: [d] }, logprobs: null, finish_reason: null }], usage);
+    for (let index = 0; index < g.choices; index++) {
+      yield delta(index, { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: '' } });
+      for (const piece of argumentPieces(call.arguments)) yield delta(index, { index: 0, function: { arguments: piece } });
+    }
+  }
+  for (let w = 0; call === undefined && w < g.words; w++) {
     const text = wordAt(w);
     for (let index = 0; index < g.choices; index++) yield frame([choice(index, text, null)], usage);
   }

@@ -2,4 +2,4 @@
 // Re-exports only; nothing here may start a server or read the environment at import time.
 
 export { startMockUpstream } from './server.ts';
-export type { MockStats, MockUpstream, MockUpstreamOptions } from './server.ts';
+export type { MockStats, MockUpstream, MockUpstreamOptions, Outage } from './server.ts';

@@ -1,5 +1,6 @@
-// The mock OpenAI-compatible upstream on plain node:http, for tests, the benchmark and zero-config mode.
-// It must never send traffic anywhere (it only answers) and never keep working for a client that has gone away.
+// The mock upstream on plain node:http, for tests, the benchmark and zero-config mode: OpenAI's API, and by path
+// Azure OpenAI's and Anthropic's. It must never send traffic anywhere (it only answers) and never keep working for a
+// client that has gone away.
 
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -7,9 +8,12 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { AddressInfo } from 'node:net';
 import * as bodies from './bodies.ts';
 import { BadRequest } from './bodies.ts';
-import type { GenerationKind, RequestBody } from './bodies.ts';
-import { header, readBehaviour, type Behaviour } from './behaviour.ts';
-import { pump, type Cut, type Exchange } from './pump.ts';
+import type { RequestBody } from './bodies.ts';
+import { header, readBehaviour } from './behaviour.ts';
+import { pump, type Exchange } from './pump.ts';
+import { credentialOf, errorBodyFor, isModelsPath, llmRoute, type Format, type LlmRoute } from './formats.ts';
+import { contentFilterErrorBody } from './azure.ts';
+import { responderFor } from './responders.ts';
 
 export interface MockUpstreamOptions {
   /** Default '127.0.0.1'. */
@@ -26,7 +30,7 @@ export interface MockUpstreamOptions {
   maxConcurrency?: number;
   /** Default 1: the Retry-After of those 429s. */
   retryAfterSeconds?: number;
-  /** When set, /v1 requests must carry `Authorization: Bearer <apiKey>`, else 401. */
+  /** When set, requests must carry it (`Authorization: Bearer`, Azure's `api-key`, Anthropic's `x-api-key`), else 401. */
   apiKey?: string;
 }
 
@@ -42,30 +46,34 @@ export interface MockStats {
   rejected: number;
   inFlight: number;
   maxInFlight: number;
+  /** GET requests to the model listings: health probes. */
+  probes: number;
   byTag: Record<string, { received: number; completed: number; aborted: number }>;
 }
 
+/** A server-wide outage: every request but /_mock/* answers this status, or has its connection reset. */
+export type Outage = { status: number } | 'reset';
+
 export interface MockUpstream {
-  /** The OpenAI base URL, e.g. http://127.0.0.1:PORT/v1. */
+  /** The OpenAI base URL, e.g. http://127.0.0.1:PORT/v1 (Anthropic's too: it appends /messages). */
   readonly url: string;
+  /** http://127.0.0.1:PORT: an Azure OpenAI resource endpoint (deployments under /openai/deployments/). */
+  readonly origin: string;
   readonly port: number;
   stats(): MockStats;
   /** Zeroes the counters and fail-times memory; requests still in flight at that moment are no longer counted. */
   reset(): void;
+  /** Releases every request held by `x-mock-gate: <name>`, and lets later ones through at once. */
+  openGate(name: string): void;
+  /** Starts (or, with undefined, ends) a server-wide outage: a dead deployment, health probes included. */
+  setOutage(outage: Outage | undefined): void;
   /** Idempotent; ends hanging and streaming responses. */
   close(): Promise<void>;
 }
 
-type Endpoint = GenerationKind | 'embeddings';
 interface TagCounters { received: number; completed: number; aborted: number }
 
-const ENDPOINTS = new Map<string, Endpoint>([
-  ['/v1/chat/completions', 'chat'],
-  ['/v1/completions', 'completions'],
-  ['/v1/embeddings', 'embeddings'],
-]);
 const MAX_BODY_CHARS = 16 * 1024 * 1024; // counted in decoded characters, close enough for a mock
-const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const HTML_HEADERS = { 'content-type': 'text/html; charset=utf-8' };
 
@@ -81,7 +89,11 @@ interface State {
   seq: number;
   readonly idPrefix: string;
   readonly modelsList: string;
-  readonly expectedAuth: string | undefined;
+  readonly apiKey: string | undefined;
+  /** x-mock-gate: names opened so far, and the requests each closed one holds. */
+  readonly openGates: Set<string>;
+  readonly gateWaiters: Map<string, Set<() => void>>;
+  outage: Outage | undefined;
 }
 
 export async function startMockUpstream(options: MockUpstreamOptions = {}): Promise<MockUpstream> {
@@ -93,14 +105,17 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
       maxConcurrency: nonNegative(options.maxConcurrency, Number.POSITIVE_INFINITY, 'maxConcurrency'),
       retryAfterSeconds: nonNegative(options.retryAfterSeconds, 1, 'retryAfterSeconds'),
     },
-    counters: { received: 0, completed: 0, aborted: 0, rejected: 0, inFlight: 0, maxInFlight: 0 },
+    counters: { received: 0, completed: 0, aborted: 0, rejected: 0, inFlight: 0, maxInFlight: 0, probes: 0 },
     byTag: new Map(),
     failuresServed: new Map(),
     epoch: 0,
     seq: 0,
     idPrefix: randomBytes(6).toString('hex'),
     modelsList: bodies.modelsListBody(),
-    expectedAuth: options.apiKey === undefined ? undefined : `Bearer ${options.apiKey}`,
+    apiKey: options.apiKey,
+    openGates: new Set(),
+    gateWaiters: new Map(),
+    outage: undefined,
   };
   const server = createServer({ noDelay: true }, (req, res) => route(state, req, res));
   await new Promise<void>((resolve, reject) => {
@@ -112,11 +127,22 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
   });
   const { address, port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
+  const origin = `http://${urlHost(address)}:${port}`;
   return {
-    url: `http://${urlHost(address)}:${port}/v1`,
+    url: `${origin}/v1`,
+    origin,
     port,
     stats: () => snapshot(state),
     reset: () => resetState(state),
+    openGate: (name) => {
+      state.openGates.add(name);
+      const waiters = state.gateWaiters.get(name);
+      state.gateWaiters.delete(name);
+      for (const release of waiters ?? []) release();
+    },
+    setOutage: (outage) => {
+      state.outage = outage;
+    },
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -136,7 +162,7 @@ function snapshot(s: State): MockStats {
 
 function resetState(s: State): void {
   const c = s.counters;
-  c.received = c.completed = c.aborted = c.rejected = 0;
+  c.received = c.completed = c.aborted = c.rejected = c.probes = 0;
   c.maxInFlight = c.inFlight;
   s.byTag = new Map();
   s.failuresServed = new Map();
@@ -147,26 +173,30 @@ function route(s: State, req: IncomingMessage, res: ServerResponse): void {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
-  const endpoint = ENDPOINTS.get(path);
-  if (endpoint !== undefined && req.method === 'POST') return admit(s, req, res, endpoint);
-  if (req.method === 'GET' && (path === '/v1/models' || path.startsWith('/v1/models/'))) {
-    if (!authorised(s, req, res)) return;
-    if (path === '/v1/models') return sendJson(res, 200, s.modelsList);
-    const id = decodePathSegment(path.slice('/v1/models/'.length));
-    const model = bodies.modelBody(id);
-    if (model !== undefined) return sendJson(res, 200, model);
-    return sendError(res, 404, `The model '${id}' does not exist or you do not have access to it.`, null, 'model_not_found');
-  }
   if (req.method === 'GET' && path === '/_mock/stats') return sendJson(res, 200, JSON.stringify(snapshot(s)));
   if (req.method === 'POST' && path === '/_mock/reset') {
     resetState(s);
     return void res.writeHead(204).end();
   }
+  const llm = req.method === 'POST' ? llmRoute(path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1))) : undefined;
+  // Azure answers a deployment path without api-version as an unknown resource.
+  if (llm === 'no-api-version') return sendJson(res, 404, JSON.stringify({ error: { code: '404', message: 'Resource not found' } }));
+  if (llm !== undefined) return admit(s, req, res, llm);
+  if (req.method === 'GET' && isModelsPath(path)) {
+    s.counters.probes++;
+    if (s.outage !== undefined) return failAll(s, res, 'openai');
+    if (!authorised(s, req, res, 'any')) return;
+    if (path === '/v1/models' || path === '/openai/models') return sendJson(res, 200, s.modelsList);
+    const id = decodePathSegment(path.slice('/v1/models/'.length));
+    const model = bodies.modelBody(id);
+    if (model !== undefined) return sendJson(res, 200, model);
+    return sendError(res, 404, `The model '${id}' does not exist or you do not have access to it.`, null, 'model_not_found');
+  }
   sendError(res, 404, `Invalid URL (${req.method ?? 'GET'} ${path})`);
 }
 
 /** Counts the request, applies maxConcurrency, then reads and answers it. */
-function admit(s: State, req: IncomingMessage, res: ServerResponse, endpoint: Endpoint): void {
+function admit(s: State, req: IncomingMessage, res: ServerResponse, llm: LlmRoute): void {
   const c = s.counters;
   c.received++;
   const tag = header(req.headers, 'x-mock-tag');
@@ -179,7 +209,7 @@ function admit(s: State, req: IncomingMessage, res: ServerResponse, endpoint: En
   if (c.inFlight >= s.settings.maxConcurrency) {
     c.rejected++;
     res.setHeader('retry-after', String(s.settings.retryAfterSeconds));
-    return sendError(res, 429, 'Rate limit reached for requests (mock upstream maxConcurrency).');
+    return sendError(res, 429, 'Rate limit reached for requests (mock upstream maxConcurrency).', null, undefined, llm.format);
   }
   c.inFlight++;
   if (c.inFlight > c.maxInFlight) c.maxInFlight = c.inFlight;
@@ -198,7 +228,10 @@ function admit(s: State, req: IncomingMessage, res: ServerResponse, endpoint: En
       else tagged.aborted++;
     }
   });
-  if (!authorised(s, req, res)) return;
+  if (!authorised(s, req, res, llm.format)) return;
+  if (llm.format === 'anthropic' && req.headers['anthropic-version'] === undefined) {
+    return sendError(res, 400, 'anthropic-version: header is required', null, undefined, 'anthropic');
+  }
   let text = '';
   let size = 0;
   req.setEncoding('utf8');
@@ -208,22 +241,22 @@ function admit(s: State, req: IncomingMessage, res: ServerResponse, endpoint: En
   });
   req.on('end', () => {
     if (ex.closed) return;
-    if (size > MAX_BODY_CHARS) return sendError(res, 413, 'Request body too large.');
+    if (size > MAX_BODY_CHARS) return sendError(res, 413, 'Request body too large.', null, undefined, llm.format);
     try {
-      answer(s, ex, req.headers, endpoint, bodies.parseRequestBody(text), tag);
+      answer(s, ex, req.headers, llm, bodies.parseRequestBody(text, llm.deployment), tag);
     } catch (err) {
       if (!(err instanceof BadRequest)) throw err;
-      sendError(res, 400, err.message, err.param);
+      sendError(res, 400, err.message, err.param, undefined, llm.format);
     }
   });
   // An aborted upload: the response's 'close' counts it.
   req.on('error', () => undefined);
 }
 
-function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, endpoint: Endpoint, body: RequestBody, tag: string | undefined): void {
+function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, llm: LlmRoute, body: RequestBody, tag: string | undefined): void {
   const b = readBehaviour(headers, s.settings);
   // The whole body is validated before any injected failure, as a provider would.
-  const respond = endpoint === 'embeddings' ? embeddingsResponder(body) : generationResponder(s, b, endpoint, body);
+  const respond = responderFor(llm, b, body, `${s.idPrefix}${(s.seq++).toString(36)}`);
   let status = b.status;
   if (b.failTimes !== undefined) {
     if (tag === undefined) throw new BadRequest('x-mock-fail-times needs an x-mock-tag to count by.');
@@ -237,54 +270,47 @@ function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, endpoint: 
   const act = (): void => {
     ex.timer = undefined;
     if (ex.closed) return;
+    if (s.outage !== undefined) return failAll(s, ex.res, llm.format);
     if (status !== undefined) {
       if (b.retryAfter !== undefined) ex.res.setHeader('retry-after', String(b.retryAfter));
       // No content-length: the reader finds out the size only by reading.
       if (b.fault === 'huge-error') return pump(ex, status, JSON_HEADERS, bodies.hugeErrorPieces(status, b.bodyBytes), 0);
-      return sendError(ex.res, status, `Mock upstream error ${status} (injected by x-mock headers).`);
+      return sendError(ex.res, status, `Mock upstream error ${status} (injected by x-mock headers).`, null, undefined, llm.format);
     }
     if (b.fault === 'reset') return void ex.res.destroy();
     if (b.fault === 'non-json') return pump(ex, 200, HTML_HEADERS, bodies.paddedPieces('<html><body>', '</body></html>', b.bodyBytes), 0);
+    if (b.fault === 'content-filter') {
+      if (llm.format === 'anthropic') return sendError(ex.res, 400, 'Output blocked by content filtering policy', null, undefined, 'anthropic');
+      return sendJson(ex.res, 400, contentFilterErrorBody());
+    }
     respond(ex);
   };
-  if (b.latencyMs > 0) ex.timer = setTimeout(act, b.latencyMs);
-  else act();
-}
-
-type Responder = (ex: Exchange) => void;
-
-function generationResponder(s: State, b: Behaviour, kind: GenerationKind, body: RequestBody): Responder {
-  const id = `${kind === 'chat' ? 'chatcmpl-' : 'cmpl-'}${s.idPrefix}${(s.seq++).toString(36)}`;
-  const g = bodies.readGeneration(kind, body, b.chunks, id);
-  return (ex) => {
-    if (g.stream) {
-      if (b.fault === 'huge-event') return pump(ex, 200, SSE_HEADERS, bodies.hugeEventFrames(b.bodyBytes), 0);
-      const delay = b.fault === 'slow-stream' ? Math.max(200, b.chunkDelayMs * 10) : b.chunkDelayMs;
-      // Half the content chunks of every choice (after the role chunks, for chat): then a reset or a stall.
-      const half = Math.max(1, g.choices * ((kind === 'chat' ? 1 : 0) + Math.floor(g.words / 2)));
-      let cut: Cut | undefined;
-      if (b.fault === 'reset-mid-stream') cut = { after: half, action: 'reset' };
-      if (b.fault === 'stall-mid-stream') cut = { after: half, action: 'stall', stallMs: b.stallMs };
-      const frames = bodies.generationFrames(g);
-      return pump(ex, 200, SSE_HEADERS, b.fault === 'no-done' ? bodies.withoutDone(frames) : frames, delay, cut);
-    }
-    const json = bodies.generationBody(g);
-    if (b.fault !== 'reset-mid-stream') return sendJson(ex.res, 200, json);
-    const bytes = Buffer.from(json);
-    ex.res.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length });
-    ex.res.write(bytes.subarray(0, bytes.length >> 1), () => ex.res.destroy());
+  const go = (): void => {
+    if (ex.closed) return;
+    if (b.latencyMs > 0) ex.timer = setTimeout(act, b.latencyMs);
+    else act();
   };
+  // x-mock-gate holds the answer until the test opens the gate: a call kept in flight for exactly as long as needed.
+  const gate = header(headers, 'x-mock-gate');
+  if (gate === undefined || s.openGates.has(gate)) return go();
+  let waiters = s.gateWaiters.get(gate);
+  if (waiters === undefined) s.gateWaiters.set(gate, (waiters = new Set()));
+  waiters.add(go);
+  ex.res.on('close', () => waiters.delete(go));
 }
 
-function embeddingsResponder(body: RequestBody): Responder {
-  const request = bodies.readEmbeddings(body);
-  return (ex) => sendJson(ex.res, 200, bodies.embeddingsBody(request));
+/** The outage answer: the configured status in the request's format, or a reset connection. */
+function failAll(s: State, res: ServerResponse, format: Format): void {
+  const outage = s.outage;
+  if (outage === 'reset' || outage === undefined) return void res.destroy();
+  sendError(res, outage.status, `Mock upstream outage (${outage.status}).`, null, undefined, format);
 }
 
-function authorised(s: State, req: IncomingMessage, res: ServerResponse): boolean {
-  if (s.expectedAuth === undefined || req.headers.authorization === s.expectedAuth) return true;
-  const missing = req.headers.authorization === undefined;
-  sendError(res, 401, missing ? "You didn't provide an API key." : 'Incorrect API key provided.', null, 'invalid_api_key');
+function authorised(s: State, req: IncomingMessage, res: ServerResponse, format: Format | 'any'): boolean {
+  if (s.apiKey === undefined || credentialOf(format, req.headers) === s.apiKey) return true;
+  const missing = credentialOf(format, req.headers) === undefined;
+  const message = missing ? "You didn't provide an API key." : 'Incorrect API key provided.';
+  sendError(res, 401, message, null, 'invalid_api_key', format === 'any' ? 'openai' : format);
   return false;
 }
 
@@ -293,9 +319,8 @@ function sendJson(res: ServerResponse, status: number, json: string): void {
   res.end(json);
 }
 
-function sendError(res: ServerResponse, status: number, message: string, param: string | null = null, code?: string | null): void {
-  const kind = bodies.errorKindFor(status);
-  sendJson(res, status, bodies.errorBody(message, kind.type, code === undefined ? kind.code : code, param));
+function sendError(res: ServerResponse, status: number, message: string, param: string | null = null, code?: string | null, format: Format = 'openai'): void {
+  sendJson(res, status, errorBodyFor(format, status, message, param, code));
 }
 
 function decodePathSegment(segment: string): string {

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { invalidRequest, type SpillwayError } from '../errors.ts';
 import type { Endpoint } from '../config/schema.ts';
+import { CreateResponseRequestSchema } from './responses-schemas.ts';
 
 const model = z.string().min(1, 'must not be empty');
 const stream = z.boolean().nullish();
@@ -49,6 +50,7 @@ const schemas = {
   'chat.completions': ChatCompletionRequestSchema,
   completions: CompletionRequestSchema,
   embeddings: EmbeddingRequestSchema,
+  responses: CreateResponseRequestSchema,
 } as const satisfies Record<Endpoint, z.ZodType>;
 
 /** What the broker needs to know about a validated body; the body itself travels as the client sent it. */

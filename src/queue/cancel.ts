@@ -1,6 +1,6 @@
 // Cancellation of a job whose client is gone: a waiting or delayed job is removed; an active one is aborted by
 // the worker holding it (broadcast on the cancel channel). Upstream tokens are money: nothing runs for nobody.
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { RedisKeys } from './keys.ts';
 
@@ -12,15 +12,18 @@ import type { RedisKeys } from './keys.ts';
  * Both commands are sent at once: on the add's connection they run right behind a late add, before a worker can
  * take that job.
  */
-export async function cancelJob(queue: Queue, publisher: Redis, keys: RedisKeys, jobId: string): Promise<'removed' | 'signalled'> {
+export async function cancelJob(queue: Queue, publisher: Redis | Cluster, keys: RedisKeys, jobId: string): Promise<'removed' | 'signalled'> {
   const [exists, removed] = await Promise.all([publisher.exists(queue.toKey(jobId)), queue.remove(jobId)]);
   if (exists === 1 && removed === 1) return 'removed';
   await publisher.publish(keys.cancelChannel, jobId);
   return 'signalled';
 }
 
-/** Worker side: calls `onCancel` for each job id broadcast on the cancel channel. Returns an unsubscribe. */
-export async function listenForCancels(subscriber: Redis, keys: RedisKeys, onCancel: (jobId: string) => void): Promise<() => Promise<void>> {
+/**
+ * Worker side: calls `onCancel` for each job id broadcast on the cancel channel. Returns an unsubscribe. Plain
+ * SUBSCRIBE in both modes: on Redis Cluster a PUBLISH reaches every node, and cancels are rare.
+ */
+export async function listenForCancels(subscriber: Redis | Cluster, keys: RedisKeys, onCancel: (jobId: string) => void): Promise<() => Promise<void>> {
   const listener = (channel: string, jobId: string) => {
     if (channel === keys.cancelChannel) onCancel(jobId);
   };

@@ -2,11 +2,17 @@
 // Job data is stored in clear text in Redis: it must never carry a secret (workers resolve provider keys themselves).
 import { z } from 'zod';
 import { EndpointSchema } from '../config/schema.ts';
+import { ResponsesJobContextSchema } from '../responses/context.ts';
+import { CacheDirectiveSchema } from '../cache/directive.ts';
 
-export const JOB_SCHEMA_VERSION = 1;
+/**
+ * v2 adds `tokens` (the admission's token estimate, settled from usage by the worker). v3 adds `chargeAtRun` (async
+ * jobs). Workers read v1 to v3, so a rolling deploy updates workers first; an ingress writes v3.
+ */
+export const JOB_SCHEMA_VERSION = 3;
 
 export const CompletionJobSchema = z.strictObject({
-  v: z.literal(JOB_SCHEMA_VERSION),
+  v: z.union([z.literal(1), z.literal(2), z.literal(JOB_SCHEMA_VERSION)]),
   endpoint: EndpointSchema,
   requestId: z.string().min(1),
   tenant: z.string().min(1),
@@ -23,6 +29,23 @@ export const CompletionJobSchema = z.strictObject({
   enqueuedAt: z.number().int(),
   /** Epoch ms after which nobody waits for the answer: an expired job is never sent upstream. */
   deadline: z.number().int(),
+  /** Tokens the admission charged to the tenant's tpm (v2); the worker corrects the budget from the upstream's usage. */
+  tokens: z.number().int().nonnegative().optional(),
+  /**
+   * v3, async jobs: the tenant's rpm/tpm budgets are charged when a worker takes the job, not at admission, so a batch
+   * of async work never reserves budget ahead of the tenant's synchronous requests; over budget, the job waits delayed.
+   */
+  chargeAtRun: z.literal(true).optional(),
+  /**
+   * `responses` jobs only (with the `responses` endpoint, so only workers that know both ever see it): the id a
+   * bridged answer gets, its creation time, and the conversation rebuilt from `previous_response_id`.
+   */
+  responses: ResponsesJobContextSchema.optional(),
+  /**
+   * Response cache (src/cache/directive.ts): the request's cache key and settings, decided at the ingress. The worker
+   * stores the answer under it, releases the single flight it holds, and may answer from it when every deployment fails.
+   */
+  cache: CacheDirectiveSchema.optional(),
 });
 
 export type CompletionJob = z.infer<typeof CompletionJobSchema>;
@@ -30,7 +53,13 @@ export type CompletionJob = z.infer<typeof CompletionJobSchema>;
 /** What a completion job returns (stored by BullMQ as the job's return value, read back on reconciliation; see JobResultSchema). */
 export const CompletionResultSchema = z.discriminatedUnion('kind', [
   /** A JSON answer: the upstream's body as text, relayed without a parse/serialise round trip. */
-  z.strictObject({ kind: z.literal('body'), status: z.number().int(), body: z.string() }),
+  z.strictObject({
+    kind: z.literal('body'),
+    status: z.number().int(),
+    body: z.string(),
+    /** Response headers for the client (x-spillway-deployment, x-spillway-attempts, x-spillway-cache). */
+    headers: z.record(z.string(), z.string()).optional(),
+  }),
   /** A streamed answer: the chunks went over pub/sub, only their count and the usage are kept. */
   z.strictObject({ kind: z.literal('stream'), chunks: z.number().int(), usage: z.unknown().optional() }),
   z.strictObject({

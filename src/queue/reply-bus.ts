@@ -1,11 +1,12 @@
-// Ingress side of the reply path: one SUBSCRIBE per instance, a map jobId → waiting request, pointers to stored bodies
-// resolved, and reconciliation after a reconnect (pub/sub drops messages meanwhile). Never subscribes per request,
-// never blocks on a job, and never declares a job gone on anything short of Redis confirming it is not there.
+// Ingress side of the reply path: one SUBSCRIBE (SSUBSCRIBE on Redis Cluster) per instance, a map jobId → waiting
+// request, pointers to stored bodies resolved, and reconciliation after a reconnect (pub/sub drops messages meanwhile).
+// Never subscribes per request, never blocks on a job, and never declares a job gone unless Redis confirms it is not there.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
-import type { Queue } from 'bullmq';
+import { Cluster, type Redis } from 'ioredis';
+import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { decodeReply, isStoredDone, type ReplyMessage, type StoredDoneMessage } from './replies.ts';
+import { createPlainSubscription, createShardedSubscription, type ReplySubscription } from './reply-subscription.ts';
 import { JobResultSchema, type CompletionJob, type CompletionResult, type JobResult } from './jobs.ts';
 
 /** Why the broker gives up on a request: its job is confirmed gone from Redis, or the ingress is draining. */
@@ -27,13 +28,31 @@ export interface ReplySink {
   onLost(reason: LostReason): void;
 }
 
+/** Where reconciliation reads a job: a BullMQ Queue, or the sharded CompletionQueue (which finds the job's shard). */
+export interface JobLookup {
+  getJob(jobId: string): Promise<Job<CompletionJob, JobResult> | undefined>;
+}
+
 export interface ReplyBusOptions {
-  /** The reply channel's connection (patient: it reconnects and re-subscribes by itself). */
-  subscriber: Redis;
+  /**
+   * The reply channel's connection (patient: it reconnects and re-subscribes by itself). A Cluster (Redis Cluster
+   * mode): the bus then subscribes with SSUBSCRIBE on a connection of its own to the channel slot's master.
+   */
+  subscriber: Redis | Cluster;
   /** A command connection, for job state and stored bodies (the ingress's fail-fast one, with a command timeout). */
-  commands: Redis;
+  commands: Redis | Cluster;
   channel: string;
-  queue: Queue<CompletionJob, JobResult>;
+  /**
+   * Sharded pub/sub (SSUBSCRIBE), for Redis Cluster: the channel lives on the master owning its slot, and a failover
+   * anywhere in the cluster triggers a reconciliation. Implied by a Cluster `subscriber`; default: plain SUBSCRIBE.
+   */
+  sharded?: boolean;
+  /**
+   * The key under which a worker parks a final message nobody heard (keys.parkedReply): read for a job that is gone
+   * when reconciling (completed jobs are removed at once). Absent: a job that is gone is lost.
+   */
+  parkedReply?: (jobId: string) => string;
+  queue: JobLookup;
   logger: Logger;
   /**
    * How long after `register` a job whose enqueue has not been confirmed (`markEnqueued`) may still be absent from
@@ -53,34 +72,34 @@ const STORED_READ_ATTEMPTS = 4;
 
 export class ReplyBus {
   private readonly pending = new Map<string, Entry>();
-  private readonly subscriber: Redis;
-  private readonly commands: Redis;
-  private readonly channel: string;
-  private readonly queue: Queue<CompletionJob, JobResult>;
+  private readonly subscription: ReplySubscription;
+  private readonly commands: Redis | Cluster;
+  private readonly parkedReply: ((jobId: string) => string) | undefined;
+  private readonly queue: JobLookup;
   private readonly logger: Logger;
   private readonly enqueueWindowMs: number;
-  private wasReady = false;
   private closed = false;
+  /** Re-subscriptions refused in a row (logged once, retried with a growing pause). */
+  private confirmFailures = 0;
   private reconcileWanted = false;
   private reconciling: Promise<void> | undefined;
   private lostLogged = false;
 
   constructor(options: ReplyBusOptions) {
-    this.subscriber = options.subscriber;
     this.commands = options.commands;
-    this.channel = options.channel;
+    this.parkedReply = options.parkedReply;
     this.queue = options.queue;
     this.logger = options.logger;
     this.enqueueWindowMs = options.enqueueWindowMs ?? 10_000;
-    this.subscriber.on('message', this.onRawMessage);
-    this.subscriber.on('ready', this.onReady);
-    this.subscriber.on('close', this.onClose);
+    const handlers = { channel: options.channel, onMessage: this.onRawMessage, onLost: this.onLost, onBack: this.onBack };
+    const { subscriber } = options;
+    if (options.sharded && !(subscriber instanceof Cluster)) throw new Error('sharded reply channels need a Redis Cluster connection');
+    this.subscription = subscriber instanceof Cluster ? createShardedSubscription({ ...handlers, subscriber }) : createPlainSubscription({ ...handlers, subscriber });
   }
 
   /** Subscribes; resolves once replies can be received. */
   async start(): Promise<void> {
-    await this.subscriber.subscribe(this.channel);
-    this.wasReady = true;
+    await this.subscription.confirm();
   }
 
   get size(): number {
@@ -130,10 +149,7 @@ export class ReplyBus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.subscriber.off('message', this.onRawMessage);
-    this.subscriber.off('ready', this.onReady);
-    this.subscriber.off('close', this.onClose);
-    await this.subscriber.unsubscribe(this.channel).catch(() => undefined);
+    await this.subscription.close();
   }
 
   private async runReconciliations(): Promise<void> {
@@ -152,13 +168,16 @@ export class ReplyBus {
     try {
       // ioredis re-subscribes on 'ready' without waiting for the answer. Our own SUBSCRIBE is answered after it:
       // once it is, every reply published from now on reaches us, and the state read below covers the rest.
-      await this.subscriber.subscribe(this.channel);
+      await this.subscription.confirm();
     } catch (err) {
-      this.logger.warn({ err: errorMessage(err) }, 'reply channel subscription not confirmed; reconciling again');
+      // A sharded subscription waits for the cluster to elect a master for its slot: seconds. Logged once per outage.
+      if (this.confirmFailures++ === 0) this.logger.warn({ err: errorMessage(err) }, 'reply channel subscription not confirmed; reconciling again');
       this.reconcileWanted = true;
-      await sleep(200, undefined, { ref: false });
+      await sleep(Math.min(200 * this.confirmFailures, 2_000), undefined, { ref: false });
       return;
     }
+    this.confirmFailures = 0;
+    this.lostLogged = false;
     let ids = [...this.pending.keys()];
     if (ids.length === 0) return;
     this.logger.warn({ pending: ids.length }, 'reconciling pending jobs after reply channel reconnect');
@@ -195,7 +214,14 @@ export class ReplyBus {
     if (job === undefined) {
       // Registered just now, its add possibly still in flight: absence proves nothing yet.
       if (!entry.enqueued && Date.now() - entry.registeredAt < this.enqueueWindowMs) return false;
-      entry.sink.onLost('job_missing');
+      // Completed jobs are removed at once: the worker parked the final message its PUBLISH could not deliver.
+      const parked = this.parkedReply === undefined ? null : await this.commands.get(this.parkedReply(id));
+      if (parked !== null) {
+        this.forget(this.parkedReply!(id));
+        this.onRawMessage(parked);
+        return true;
+      }
+      this.pending.get(id)?.sink.onLost('job_missing');
       return true;
     }
     if (job.finishedOn === undefined) return true; // still waiting or running: its replies will come
@@ -259,17 +285,16 @@ export class ReplyBus {
 
   private async connected(): Promise<boolean> {
     while (!this.closed) {
-      if (this.subscriber.status === 'ready' && this.commands.status === 'ready') return true;
+      if (this.subscription.usable && this.commands.status === 'ready') return true;
       await sleep(50, undefined, { ref: false });
     }
     return false;
   }
 
-  private readonly onRawMessage = (channel: string, raw: string): void => {
-    if (channel !== this.channel) return;
+  private readonly onRawMessage = (raw: string): void => {
     const message = decodeReply(raw);
     if (message === undefined) {
-      this.logger.error({ channel }, 'dropped a malformed reply message');
+      this.logger.error('dropped a malformed reply message');
       return;
     }
     if (isStoredDone(message)) {
@@ -280,16 +305,14 @@ export class ReplyBus {
     this.pending.get(message.j)?.sink.onMessage(message as ReplyMessage);
   };
 
-  private readonly onClose = (): void => {
-    if (!this.wasReady || this.closed || this.lostLogged) return;
-    this.lostLogged = true; // once per outage, not once per reconnect attempt
+  private readonly onLost = (): void => {
+    if (this.closed || this.lostLogged) return;
+    this.lostLogged = true; // once per outage (until a confirmed re-subscription), not once per reconnect attempt
     this.logger.warn('reply channel connection lost; reconciling once it is back');
   };
 
-  private readonly onReady = (): void => {
-    // The first 'ready' is the initial connect, the later ones are reconnects (messages may have been lost).
-    if (!this.wasReady || this.closed) return;
-    this.lostLogged = false;
+  private readonly onBack = (): void => {
+    if (this.closed) return;
     this.reconcile().catch((err: unknown) => this.logger.error({ err }, 'reconciliation after reconnect failed'));
   };
 }

@@ -3,10 +3,16 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from '../http/app.ts';
-import { createRedisKeys } from '../queue/keys.ts';
+import { createRedisKeys, QUEUE_NAMES } from '../queue/keys.ts';
+import { AdmissionGate } from '../admission/gate.ts';
 import { CompletionQueue } from '../queue/completion-queue.ts';
 import { ReplyBus } from '../queue/reply-bus.ts';
+import { JobStore } from '../queue/job-store.ts';
+import { SyncIdempotency } from '../queue/idempotency.ts';
+import { WebhookQueue } from '../webhooks/webhook-queue.ts';
+import { ResponseCache } from '../cache/response-cache.ts';
 import { createFailFastConnection, createPatientConnection, probeRedis, waitForRedis } from './redis.ts';
+import { checkRedisDurability } from './redis-policy.ts';
 import type { RoleContext, RunningRole } from './context.ts';
 
 export interface RunningIngress extends RunningRole {
@@ -20,9 +26,10 @@ const REDIS_PROBE_INTERVAL_MS = 1_000;
 
 export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
   const { config, logger } = ctx;
-  const keys = createRedisKeys(config.redis.prefix);
-  const command = createFailFastConnection(config.redis.url, 'spillway-ingress', { commandTimeoutMs: config.redis.commandTimeoutMs });
-  const subscriber = createPatientConnection(config.redis.url, 'spillway-ingress-replies');
+  // Redis Cluster when redis.nodes is set: the factories return an ioredis Cluster, the reply channel is sharded.
+  const keys = createRedisKeys(config.redis.prefix, { shards: config.queue.shards, cluster: config.redis.nodes.length > 0 });
+  const command = createFailFastConnection(config.redis, 'spillway-ingress', { commandTimeoutMs: config.redis.commandTimeoutMs });
+  const subscriber = createPatientConnection(config.redis, 'spillway-ingress-replies');
   command.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   subscriber.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber error'));
   // Subscribe only once ready: a SUBSCRIBE racing ioredis's ready check (INFO) breaks the connection.
@@ -40,7 +47,9 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
     subscriber,
     commands: command,
     channel: keys.replyChannel(ctx.instanceId),
-    queue: queue.queue,
+    sharded: keys.cluster,
+    parkedReply: (jobId) => keys.parkedReply(ctx.instanceId, jobId),
+    queue,
     logger,
     // An enqueue ends (added, or rejected by the command timeout) within commandTimeoutMs.
     enqueueWindowMs: config.redis.commandTimeoutMs + 1_000,
@@ -48,11 +57,40 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
   await bus.start();
   const probe = probeRedis(command, { intervalMs: REDIS_PROBE_INTERVAL_MS, timeoutMs: config.redis.commandTimeoutMs });
 
+  const admission = new AdmissionGate({
+    redis: command,
+    keys,
+    config,
+    logger,
+    onOutcome: (tenant, outcome) => ctx.metrics.admissionDecisions.inc({ tenant, outcome }),
+  });
+  admission.start();
+  // Queue depth for dashboards and KEDA's Prometheus trigger: read when scraped, never on the request path.
+  ctx.metrics.queueDepthSource.read = async () => ({
+    queue: QUEUE_NAMES.completions,
+    counts: await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active'),
+  });
+
+  await checkRedisDurability(command, logger);
+  // Async jobs: records and Idempotency-Keys on the request connection; cancels enqueue their webhook events.
+  const webhooks = new WebhookQueue({ connection: command, keys, maxAttempts: config.webhooks.maxAttempts, keepSeconds: config.jobs.asyncRetentionSeconds });
+  const jobs = {
+    store: new JobStore(command, keys, { retentionSeconds: config.jobs.asyncRetentionSeconds }),
+    webhooks,
+    idempotency: new SyncIdempotency(command, keys, queue),
+  };
+
   let draining = false;
+  // The response cache: looked up here (fresh hits, single flight), written by the workers. Spread in, because
+  // IngressDeps (http/app.ts) does not name it yet; app.ts hands its deps on to the completion routes whole.
+  const responseCache = { cache: new ResponseCache(command, keys, logger) };
   const app = await buildApp({
     ...ctx,
     bus,
     queue,
+    admission,
+    jobs,
+    ...responseCache,
     notReadyReason: () => {
       if (draining) return 'draining';
       if (command.status !== 'ready') return 'redis unavailable';
@@ -85,7 +123,9 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
         },
         timeoutMs: 2_000,
       },
+      { name: 'admission', close: async () => admission.close(), timeoutMs: 1_000 },
       { name: 'queue', close: () => queue.close(), timeoutMs: 2_000 },
+      { name: 'webhook queue', close: () => webhooks.close(), timeoutMs: 2_000 },
       { name: 'redis', close: () => Promise.all([command.quit(), subscriber.quit()]), timeoutMs: 2_000, force: () => { command.disconnect(); subscriber.disconnect(); } },
     ],
   };

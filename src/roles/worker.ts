@@ -1,25 +1,38 @@
 // Composition root of the worker role: provider pools (and the built-in mock), the BullMQ Worker for completions,
 // the cancel listener, an optional /metrics port. Shutdown: stop taking jobs, finish active ones, close.
 import { createServer, type Server } from 'node:http';
-import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { QUEUE_NAMES, createRedisKeys } from '../queue/keys.ts';
+import { CompletionWorkers } from '../queue/completion-workers.ts';
 import { ReplyPublisher } from '../queue/reply-publisher.ts';
 import { RecentCancels, listenForCancels } from '../queue/cancel.ts';
 import { CompletionJobSchema, type CompletionResult } from '../queue/jobs.ts';
 import { createProviderRuntime, closeProviderRuntimes, type ProviderRuntime } from '../upstream/dispatcher.ts';
 import { createRouter } from '../upstream/routing.ts';
 import { createCompletionProcessor } from '../upstream/completion-processor.ts';
+import { createUpstreamResilience } from '../upstream/resilience.ts';
+import { createFlowControl } from '../upstream/flow-control.ts';
+import { ResponseCache } from '../cache/response-cache.ts';
 import { startMockUpstream, type MockUpstream } from '../mock-upstream/index.ts';
+import { WorkerBudgets } from '../admission/worker-budgets.ts';
+import { createDrainMeter } from '../admission/shed.ts';
+import { JobStore } from '../queue/job-store.ts';
+import { WebhookQueue } from '../webhooks/webhook-queue.ts';
+import { startWebhookWorker } from '../webhooks/delivery-worker.ts';
+import { AsyncJobs } from '../worker/async-jobs.ts';
 import { createPatientConnection, waitForRedis } from './redis.ts';
+import { checkRedisDurability } from './redis-policy.ts';
 import type { RoleContext, RunningRole } from './context.ts';
 
 export interface RunningWorker extends RunningRole {
-  worker: Worker;
+  /** One BullMQ Worker per queue shard this process consumes. */
+  worker: CompletionWorkers;
 }
 
 export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   const { config, logger, metrics } = ctx;
-  const keys = createRedisKeys(config.redis.prefix);
+  // Redis Cluster when redis.nodes is set: replies go out on SPUBLISH, the queue is read from every shard consumed.
+  const keys = createRedisKeys(config.redis.prefix, { shards: config.queue.shards, cluster: config.redis.nodes.length > 0 });
 
   // `mock` providers get an in-process mock upstream on loopback, called through the same HTTP path as real ones.
   const mocks: MockUpstream[] = [];
@@ -34,18 +47,45 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     providers.set(provider.id, createProviderRuntime(provider, baseUrl!));
   }
 
-  const connection = createPatientConnection(config.redis.url, 'spillway-worker');
-  const publisherRedis = createPatientConnection(config.redis.url, 'spillway-worker-replies', { autoPipelining: true });
-  const cancelSubscriber = createPatientConnection(config.redis.url, 'spillway-worker-cancels');
+  const connection = createPatientConnection(config.redis, 'spillway-worker');
+  const publisherRedis = createPatientConnection(config.redis, 'spillway-worker-replies', { autoPipelining: true });
+  const cancelSubscriber = createPatientConnection(config.redis, 'spillway-worker-cancels');
   for (const redis of [connection, publisherRedis, cancelSubscriber]) {
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   }
   const publisher = new ReplyPublisher(publisherRedis, keys, {
     inlineReplyBytes: config.redis.inlineReplyBytes,
-    // A stored body lives as long as the job's own result: reconciliation may need either.
-    storedReplyTtlSeconds: config.jobs.keepCompletedSeconds,
+    // A stored body or a parked final answer waits this long for the ingress to read it (reconciliation included).
+    storedReplyTtlSeconds: config.jobs.replyTtlSeconds,
   });
   const recentCancels = new RecentCancels();
+  // Pool-wide breakers and health checks: their state is shared through Redis, checked in memory on each call.
+  const resilience = createUpstreamResilience({
+    redis: publisherRedis,
+    // Shared with the cancel listener: each handles only its own channel's messages.
+    subscriber: cancelSubscriber,
+    keys: keys.breakers,
+    instanceId: ctx.instanceId,
+    logger,
+    providers,
+    models: config.models,
+  });
+  // Pool-wide 429 pauses, provider limits and the routing state (strategies, model fallbacks), shared through Redis
+  // where they must be, checked in memory on each call.
+  const flow = createFlowControl({
+    redis: publisherRedis,
+    subscriber: cancelSubscriber,
+    keys,
+    instanceId: ctx.instanceId,
+    logger,
+    providers,
+    config,
+    leaseTtlMs: config.worker.lockDurationMs,
+  });
+  // Async jobs: their records, and the `webhooks` queue that carries their events (produced and consumed here).
+  const jobStore = new JobStore(connection, keys, { retentionSeconds: config.jobs.asyncRetentionSeconds });
+  const webhookQueue = new WebhookQueue({ connection, keys, maxAttempts: config.webhooks.maxAttempts, keepSeconds: config.jobs.asyncRetentionSeconds });
+  const asyncJobs = new AsyncJobs({ store: jobStore, webhooks: webhookQueue, redis: connection, keys, config, logger, leaseTtlMs: config.worker.lockDurationMs });
   const processor = createCompletionProcessor({
     providers,
     router: createRouter(config),
@@ -54,20 +94,33 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     metrics,
     logger,
     maxAttempts: config.worker.maxAttempts,
+    breakers: resilience.breakers,
+    pauses: flow.pauses,
+    limits: flow.limits,
+    routing: flow.routing,
+    // Jobs carrying a cache directive store their answers and may fall back to a stale one.
+    cache: new ResponseCache(publisherRedis, keys),
+    // A lease lives as long as a job's lock: a SIGKILLed worker's tenant slots come back as soon as its jobs do.
+    budgets: new WorkerBudgets({ redis: connection, keys, config, leaseTtlMs: config.worker.lockDurationMs }),
+    asyncJobs,
   });
+  // Jobs finished per second across the pool, read by the ingresses' load shedding (one INCRBY a second, not per job).
+  const drainMeter = createDrainMeter(connection, keys, QUEUE_NAMES.completions);
 
-  const worker = new Worker(QUEUE_NAMES.completions, processor, {
+  const worker = new CompletionWorkers({
     connection,
-    prefix: keys.bullPrefix,
+    keys,
+    processor,
+    shards: config.worker.shards,
     concurrency: config.worker.concurrency,
     lockDuration: config.worker.lockDurationMs,
     stalledInterval: config.worker.stalledIntervalMs,
     maxStalledCount: config.worker.maxStalledCount,
-    autorun: false,
     // Stored on each job as processedBy: which worker holds or held it (queue UI, crash forensics).
     name: ctx.instanceId,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('completed', () => drainMeter.record());
   // A job whose lock this worker can no longer renew is not this worker's any more: Redis lost it (a restart without
   // persistence; its client has been told) or another worker took it over after a stall. Stop paying for it.
   worker.on('lockRenewalFailed', (jobIds) => {
@@ -81,6 +134,10 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     logger.error({ jobId: job.id, reason: err.message }, 'completion job failed');
     const data = CompletionJobSchema.safeParse(job.data);
     if (!data.success || job.id === undefined) return;
+    if (data.data.replyTo === null) {
+      asyncJobs.failed(data.data, job.id).catch((recordErr: unknown) => logger.error({ err: recordErr, jobId: job.id }, 'recording a failed async job failed'));
+      return;
+    }
     const result: Extract<CompletionResult, { kind: 'error' }> = {
       kind: 'error',
       status: 502,
@@ -98,8 +155,14 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   const stopListening = await listenForCancels(cancelSubscriber, keys, (jobId) => {
     if (!worker.cancelJob(jobId, 'client closed the request')) recentCancels.add(jobId);
   });
+  // Before the first job: a worker that starts while a deployment is open in the pool must know it.
+  await resilience.start();
+  await flow.start();
   void worker.run().catch((err: unknown) => logger.error({ err }, 'worker loop stopped'));
   await worker.waitUntilReady();
+  await checkRedisDurability(connection, logger);
+  // `as Redis`: on Redis Cluster this is a Cluster, which BullMQ accepts; delivery-worker.ts's option type is narrower.
+  const webhookWorker = await startWebhookWorker({ connection: connection as Redis, keys, store: jobStore, config, logger, name: ctx.instanceId });
   logger.info({ concurrency: config.worker.concurrency, providers: [...providers.keys()] }, 'worker started');
 
   const metricsServer = config.worker.metricsPort > 0 ? await serveMetrics(ctx, config.worker.metricsPort) : undefined;
@@ -108,7 +171,12 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     worker,
     steps: [
       { name: 'worker (active jobs)', close: () => worker.close(), timeoutMs: grace, force: () => void worker.close(true) },
+      { name: 'webhook deliveries', close: () => webhookWorker.close(), timeoutMs: config.webhooks.timeoutMs + 2_000, force: () => void webhookWorker.close(true) },
+      { name: 'webhook queue', close: () => webhookQueue.close(), timeoutMs: 2_000 },
       { name: 'cancel listener', close: () => stopListening(), timeoutMs: 2_000 },
+      { name: 'breakers and health checks', close: () => resilience.close(), timeoutMs: 2_000 },
+      { name: 'pauses and routing state', close: () => flow.close(), timeoutMs: 2_000 },
+      { name: 'drain meter', close: () => drainMeter.close(), timeoutMs: 1_000 },
       { name: 'providers', close: () => closeProviderRuntimes(providers.values()), timeoutMs: 2_000 },
       { name: 'mock upstream', close: () => Promise.all(mocks.map((m) => m.close())), timeoutMs: 2_000 },
       {

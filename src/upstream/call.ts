@@ -1,42 +1,58 @@
-// Makes the upstream call for one job: walks the route (fallbacks), retries retryable failures within the
-// deadline, relays a stream chunk by chunk as it arrives. The only retry layer for completion jobs (BullMQ attempts = 1).
-import type { Dispatcher } from 'undici';
+// Makes the upstream call for one job: its model's route in the model's strategy order, then its model fallbacks (and a
+// context-window fallback on a context-length 400), each walked by route-walk.ts; stores a cacheable answer, answers
+// from the stale cache when every deployment failed, and says when the job should wait instead (UpstreamBusyError).
+// The only retry layer for completion jobs (BullMQ attempts = 1).
 import type { Logger } from 'pino';
 import type { CompletionJob, CompletionResult } from '../queue/jobs.ts';
 import type { JobReplies } from '../queue/reply-publisher.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
-import { targetForAttempt, type RouteTarget } from './routing.ts';
-import { ProviderCooldowns } from './retry-policy.ts';
-import { buildOpenAIRequest } from './providers/openai/request.ts';
-import { discardBody, readBodyCapped, SMALL_BODY_LIMIT } from './providers/openai/response.ts';
-import { readSseEvents } from './providers/openai/stream.ts';
-import {
-  deadlineFailure,
-  failureFromNetworkError,
-  failureFromResponse,
-  protocolFailure,
-  tooLargeFailure,
-  type UpstreamFailure,
-} from './providers/openai/errors.ts';
+import type { RouteTarget } from './routing.ts';
+import type { BreakerRegistry } from './breakers.ts';
+import type { DeploymentPauses } from './pauses.ts';
+import type { PoolLimits } from './pool-limits.ts';
+import type { RouteStage, RoutingState } from './routing-state.ts';
+import type { ResponseCache } from '../cache/response-cache.ts';
+import type { UpstreamFailure } from './providers/openai/errors.ts';
+import { withResponsesContext } from '../responses/context.ts';
+import { deploymentName, walkStage, type CallTrace } from './route-walk.ts';
+import { allOpenResult, errorResult, finalError } from './final-error.ts';
+import { replayCached, storeAnswer } from './cached-answers.ts';
+
+export { CallCancelledError } from './attempt.ts';
 
 export interface UpstreamDeps {
   providers: ReadonlyMap<string, ProviderRuntime>;
   metrics: Metrics;
   logger: Logger;
   maxAttempts: number;
+  /** Pool-wide circuit breakers. Absent: every route target is always tried (a worker built without Redis state). */
+  breakers?: BreakerRegistry;
+  /** Pool-wide 429 pauses. Absent: a 429's Retry-After delays only this job's next call to that provider. */
+  pauses?: DeploymentPauses;
+  /** Pool-wide provider limits (rpm, tpm, calls at once). Absent: none are enforced. */
+  limits?: PoolLimits;
+  /** Strategies and model fallbacks. Absent: the route in its configured order, no model fallbacks. */
+  routing?: RoutingState;
+  /** The response cache (jobs with a cache directive). Absent: nothing stored, no stale fallback. */
+  cache?: ResponseCache;
 }
 
-type ErrorResult = Extract<CompletionResult, { kind: 'error' }>;
-type Outcome = { ok: true; result: CompletionResult } | { ok: false; failure: UpstreamFailure };
-
-/** Thrown when the job's own signal aborts (client gone, worker closing): no reply is due. */
-export class CallCancelledError extends Error {
-  constructor() {
-    super('upstream call cancelled');
-    this.name = 'CallCancelledError';
+/**
+ * Thrown when nothing can be called now but something will be soon enough (a deployment paused by a 429, a provider at
+ * its pool-wide limits): the processor puts the job back, delayed, instead of holding a worker slot while it waits.
+ */
+export class UpstreamBusyError extends Error {
+  readonly retryInMs: number;
+  constructor(retryInMs: number) {
+    super(`every usable deployment is rate limited for ${retryInMs} ms`);
+    this.name = 'UpstreamBusyError';
+    this.retryInMs = retryInMs;
   }
 }
+
+/** A wait is worth it only if the call can still run afterwards. */
+const MIN_CALL_MS = 250;
 
 export async function callUpstream(
   deps: UpstreamDeps,
@@ -45,191 +61,101 @@ export async function callUpstream(
   replies: JobReplies,
   signal: AbortSignal,
 ): Promise<CompletionResult> {
-  // A target whose provider this worker does not know (config drift between roles) is skipped, not fatal.
-  const usable = targets.filter((t) => deps.providers.has(t.provider));
-  const cooldowns = new ProviderCooldowns();
-  let failure: UpstreamFailure | undefined;
-  let target = targetForAttempt(usable, 0);
-  for (let attempt = 0; attempt < deps.maxAttempts; attempt++) {
-    const provider = target && deps.providers.get(target.provider);
-    if (target === undefined || provider === undefined) break;
-    const outcome = await attemptOnce(deps, job, target, provider, replies, signal);
-    if (outcome.ok) return outcome.result;
-    failure = outcome.failure;
-    deps.logger.warn({ provider: provider.id, attempt, status: failure.status, kind: failure.kind, detail: failure.detail }, 'upstream attempt failed');
-    // Once a chunk reached the client, a retry would duplicate tokens: the stream ends with an error instead.
-    if (!failure.retryable || replies.chunkCount > 0 || attempt + 1 >= deps.maxAttempts) break;
-    cooldowns.failed(provider.id, failure.retryAfterMs);
-    const next = targetForAttempt(usable, attempt + 1);
-    // The failed provider's Retry-After delays only a call to that provider: a fallback goes out at once.
-    const delay = next === undefined ? undefined : cooldowns.delayBefore(next.provider, attempt, job.deadline - Date.now());
-    if (delay === undefined) break;
-    deps.metrics.upstreamRequests.inc({ provider: provider.id, outcome: 'retry' });
-    if (delay > 0) await sleep(delay, signal);
-    target = next;
+  // A Responses job's context (its id, the conversation) rides on its body out of JSON's sight: src/responses/context.ts.
+  if (job.responses !== undefined) job = { ...job, body: withResponsesContext(job.body, job.responses) };
+  // A target whose provider this worker does not know (config drift between roles) is skipped, not fatal; so is one
+  // whose provider lacks the endpoint (no embeddings at Anthropic).
+  const known = targets.filter((t) => deps.providers.has(t.provider));
+  if (known.length > 0 && !known.some((t) => deps.providers.get(t.provider)!.adapter.serves(job.endpoint))) {
+    return errorResult(400, {}, `The model '${job.model}' cannot serve this endpoint: its upstream does not offer it.`, 'invalid_request_error', 'unsupported_endpoint');
   }
-  return finalError(failure, replies.chunkCount > 0);
+  const stages: RouteStage[] = deps.routing?.plan(job, known) ?? [{ model: job.model, targets: known }];
+  const cache = job.cache;
+  const trace: CallTrace = {
+    calls: 0,
+    tried: [],
+    capture: cache !== undefined && deps.cache !== undefined && job.stream ? { maxBytes: cache.maxEntryBytes, chunks: [], bytes: 0, overflow: false } : undefined,
+  };
+  let failure: UpstreamFailure | undefined;
+  let openMs: number | undefined;
+  let widened = false;
+  for (let i = 0; i < stages.length; i++) {
+    if (i > 0) deps.metrics.upstreamFallbacks.inc({ model: job.model, kind: 'model' });
+    const end = await walkStage(deps, job, stages[i]!, replies, signal, trace);
+    if (end.answered !== undefined) {
+      const { result, target } = end.answered;
+      const headers = { 'x-spillway-deployment': deploymentName(target), 'x-spillway-attempts': String(trace.calls) };
+      const answered: CompletionResult = result.kind === 'body' ? { ...result, headers: { ...result.headers, ...headers } } : result;
+      if (cache !== undefined && deps.cache !== undefined) await storeAnswer(deps.cache, deps.logger, cache, answered, trace.capture);
+      return answered;
+    }
+    failure = end.failure ?? failure;
+    if (end.openMs !== undefined) openMs = Math.min(openMs ?? end.openMs, end.openMs);
+    if (end.final) {
+      // A request too long for this model's context window may fit a wider one, once.
+      const wider = !widened && isContextLengthError(end.failure) ? deps.routing?.contextWindowFallback(stages[i]!.model) : undefined;
+      const stage = wider === undefined ? undefined : deps.routing?.stage(wider, job.tenant, job.endpoint);
+      if (stage === undefined) break;
+      widened = true;
+      stages.splice(i + 1, 0, stage);
+      continue;
+    }
+    // Flow control is waited out, not fled from: the job comes back when the deployment may be called again, unless
+    // that is too late for its deadline (then the model fallbacks get their turn).
+    if (end.waitMs !== undefined && replies.chunkCount === 0 && Date.now() + end.waitMs + MIN_CALL_MS < job.deadline) {
+      // A little jitter, always later, never sooner: the jobs a pause held back do not all come back in the same ms.
+      throw new UpstreamBusyError(end.waitMs + Math.floor(Math.random() * Math.min(250, 10 + end.waitMs / 10)));
+    }
+  }
+  const streamStarted = replies.chunkCount > 0;
+  if (cache !== undefined && deps.cache !== undefined) {
+    if (!streamStarted && servedByStale(failure)) {
+      const stale = await deps.cache.readStale(cache).catch((err: unknown) => {
+        deps.logger.warn({ err: String(err) }, 'reading the stale cache failed');
+        return undefined;
+      });
+      if (stale !== undefined) {
+        deps.logger.warn({ model: job.model, tried: trace.tried.length }, 'every deployment failed: answered from the stale cache');
+        deps.metrics.cacheHits.inc({ kind: 'stale' });
+        return replayCached(stale, replies, { 'x-spillway-cache': 'stale', 'x-spillway-attempts': String(trace.calls) });
+      }
+    }
+    // Identical requests waiting for this one run their own now.
+    await deps.cache.release(cache).catch((err: unknown) => deps.logger.warn({ err: String(err) }, 'releasing a cache flight failed'));
+  }
+  // An error names what was tried in its message; its headers stay what a client SDK reads (Retry-After).
+  return failure === undefined && openMs !== undefined ? allOpenResult(openMs, trace.tried) : finalError(failure, streamStarted, trace.tried);
 }
 
 /**
- * One call to one provider. Three bounds, each reported as its own failure: the response head must come within
- * `timeoutMs` of the request being written to a socket (undici headersTimeout; the wait for a free pool
- * connection does not count), the body may not go silent longer than `streamIdleTimeoutMs` (undici bodyTimeout),
- * and the whole call ends at the job's deadline (an abort of our own, which is not "client gone").
+ * In memory only: when every target of the job's model and of its fallbacks is paused by a 429, how long until the
+ * first frees; undefined otherwise. Lets the processor put such a job back before taking any of its tenant's budgets.
  */
-async function attemptOnce(
-  deps: UpstreamDeps,
-  job: CompletionJob,
-  target: RouteTarget,
-  provider: ProviderRuntime,
-  replies: JobReplies,
-  jobSignal: AbortSignal,
-): Promise<Outcome> {
-  if (jobSignal.aborted) throw new CallCancelledError();
-  const msLeft = job.deadline - Date.now();
-  if (msLeft <= 0) return { ok: false, failure: deadlineFailure() };
-  // One controller, a timer and a listener: AbortSignal.any/timeout cost more per call and are only
-  // released by GC, which on the hot path shows up as memory held after a burst.
-  const controller = new AbortController();
-  const deadline = { passed: false };
-  const timer = setTimeout(() => {
-    deadline.passed = true;
-    controller.abort(new Error('job deadline reached'));
-  }, msLeft);
-  const onJobAbort = () => controller.abort(jobSignal.reason);
-  jobSignal.addEventListener('abort', onJobAbort, { once: true });
-  const signal = controller.signal;
-  const request = buildOpenAIRequest(provider, job.endpoint, job.body, target.model, { ...job.headers, 'x-request-id': job.requestId });
-  const started = performance.now();
-  let status = 0;
-  let succeeded = false;
-  try {
-    const response = await provider.pool.request({
-      method: 'POST',
-      path: request.path,
-      headers: request.headers,
-      body: request.body,
-      signal,
-      // Never longer than the time left: a head arriving after the deadline is of no use.
-      headersTimeout: Math.max(1, Math.min(provider.timeoutMs, msLeft)),
-    });
-    status = response.statusCode;
-    const outcome = await readResponse(job, provider, response, replies, signal);
-    succeeded = outcome.ok;
-    return outcome;
-  } catch (err) {
-    if (jobSignal.aborted) throw new CallCancelledError();
-    return { ok: false, failure: deadline.passed ? deadlineFailure() : failureFromNetworkError(err) };
-  } finally {
-    clearTimeout(timer);
-    jobSignal.removeEventListener('abort', onJobAbort);
-    const seconds = (performance.now() - started) / 1000;
-    deps.metrics.upstreamDuration.observe({ provider: provider.id, status: String(status) }, seconds);
-    // A 200 whose stream broke half-way is an error, not an ok: count what the attempt achieved.
-    const outcome = jobSignal.aborted ? 'aborted' : succeeded ? 'ok' : 'error';
-    deps.metrics.upstreamRequests.inc({ provider: provider.id, outcome });
+export function pausedForMs(deps: Pick<UpstreamDeps, 'pauses' | 'routing'>, job: CompletionJob, targets: readonly RouteTarget[]): number | undefined {
+  const pauses = deps.pauses;
+  if (pauses === undefined || !pauses.active || targets.length === 0) return undefined;
+  let earliest: number | undefined;
+  const now = Date.now();
+  const stages = deps.routing?.plan(job, targets) ?? [{ model: job.model, targets }];
+  for (const stage of stages) {
+    for (const target of stage.targets) {
+      const ms = pauses.remainingMs(target.provider, target.model, now);
+      if (ms === 0) return undefined;
+      earliest = Math.min(earliest ?? ms, ms);
+    }
   }
+  return earliest;
 }
 
-/** Reads an answer under its size caps: JSON up to maxResponseBytes, error and unexpected bodies up to a small cap. */
-async function readResponse(job: CompletionJob, provider: ProviderRuntime, response: Dispatcher.ResponseData, replies: JobReplies, signal: AbortSignal): Promise<Outcome> {
-  const { statusCode: status, headers, body } = response;
-  if (status < 200 || status >= 300) {
-    return { ok: false, failure: failureFromResponse(status, headers, await readBodyCapped(body, headers, SMALL_BODY_LIMIT)) };
-  }
-  const contentType = String(headers['content-type'] ?? '');
-  if (job.stream && contentType.includes('text/event-stream')) return relayStream(body, status, provider, replies, signal);
-  if (!contentType.includes('json')) {
-    await discardBody(body);
-    return { ok: false, failure: protocolFailure(status, true, `upstream answered ${status} with content-type "${contentType.slice(0, 100)}"`) };
-  }
-  if (job.stream) {
-    // The provider ignored `stream: true`. Dressing its JSON answer up as chunks would not be what the
-    // provider said: fail clearly instead (not retryable: it would do the same again).
-    await discardBody(body);
-    return { ok: false, failure: protocolFailure(status, false, 'upstream did not stream') };
-  }
-  const text = await readBodyCapped(body, headers, provider.maxResponseBytes);
-  if (text === undefined) {
-    return { ok: false, failure: tooLargeFailure(status, `upstream answer over maxResponseBytes (${provider.maxResponseBytes})`) };
-  }
-  return { ok: true, result: { kind: 'body', status, body: text } };
+/** OpenAI's and Azure's `context_length_exceeded`, Anthropic's "prompt is too long": a 400 a wider model may not give. */
+function isContextLengthError(failure: UpstreamFailure | undefined): boolean {
+  if (failure?.status !== 400 || failure.clientError === undefined) return false;
+  const { code, message } = failure.clientError;
+  return code === 'context_length_exceeded' || /context length|context window|maximum context|prompt is too long|too many tokens/i.test(message);
 }
 
-/** Relays SSE events as they arrive; the head goes out with the first event, so a failure before it can be retried. */
-async function relayStream(body: Dispatcher.ResponseData['body'], status: number, provider: ProviderRuntime, replies: JobReplies, signal: AbortSignal): Promise<Outcome> {
-  let usage: unknown;
-  const end = await readSseEvents(body, provider.maxResponseBytes, (data) => {
-    if (replies.chunkCount === 0) replies.head(status, { 'content-type': 'text/event-stream; charset=utf-8' });
-    replies.chunk(data);
-    // Usage rides on the last chunk (stream_options.include_usage); parse only the chunk that carries it.
-    if (data.includes('"usage":{')) usage = safeUsage(data);
-  });
-  if (end === 'too_large') {
-    return { ok: false, failure: tooLargeFailure(status, `an upstream stream event over maxResponseBytes (${provider.maxResponseBytes})`) };
-  }
-  if (end === 'ended') {
-    // An abort can end the body quietly: let the caller tell the deadline or a cancel from a short stream.
-    signal.throwIfAborted();
-    return { ok: false, failure: protocolFailure(status, true, 'upstream stream ended before [DONE]') };
-  }
-  return { ok: true, result: usage === undefined ? { kind: 'stream', chunks: replies.chunkCount } : { kind: 'stream', chunks: replies.chunkCount, usage } };
-}
-
-function safeUsage(data: string): unknown {
-  try {
-    return (JSON.parse(data) as { usage?: unknown }).usage;
-  } catch {
-    return undefined;
-  }
-}
-
-function finalError(failure: UpstreamFailure | undefined, streamStarted: boolean): ErrorResult {
-  if (failure === undefined) {
-    return errorResult(502, {}, 'No upstream could serve this model.', 'api_error', 'no_route');
-  }
-  if (failure.kind === 'deadline') {
-    return errorResult(504, {}, 'The request did not complete before its deadline.', 'timeout_error', 'deadline_exceeded');
-  }
-  if (failure.kind === 'too_large') {
-    return errorResult(502, {}, 'The upstream answer exceeded the size this broker accepts.', 'api_error', 'upstream_response_too_large');
-  }
-  if (streamStarted) {
-    const message = failure.kind === 'idle' ? 'The upstream stream stalled: no data within the idle timeout.' : 'The upstream stream was interrupted.';
-    return errorResult(502, {}, message, 'api_error', 'stream_interrupted');
-  }
-  if (failure.clientError !== undefined) {
-    return { kind: 'error', status: failure.status, headers: {}, error: failure.clientError };
-  }
-  if (failure.kind === 'status' && (failure.status === 429 || failure.status === 503)) {
-    // Providers' rate limits and overloads are the broker's to absorb: the client gets an overload answer with a retry hint.
-    const seconds = String(Math.max(1, Math.ceil((failure.retryAfterMs ?? 1000) / 1000)));
-    return errorResult(503, { 'retry-after': seconds }, 'The upstream providers are overloaded; try again shortly.', 'server_error', 'upstream_overloaded');
-  }
-  if (failure.kind === 'timeout' || failure.kind === 'idle') {
-    return errorResult(504, {}, 'The upstream did not answer in time.', 'timeout_error', 'upstream_timeout');
-  }
-  if (failure.kind === 'protocol') {
-    return errorResult(502, {}, 'The upstream answered in a form the broker cannot relay.', 'api_error', 'upstream_error');
-  }
-  return errorResult(502, {}, `The upstream request failed after retries (${failure.status === 0 ? 'no response' : `status ${failure.status}`}).`, 'api_error', 'upstream_error');
-}
-
-function errorResult(status: number, headers: Record<string, string>, message: string, type: string, code: string): ErrorResult {
-  return { kind: 'error', status, headers, error: { message, type, param: null, code } };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new CallCancelledError());
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new CallCancelledError());
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+/** The stale cache answers for the upstreams' failures, never for the client's own (4xx) or a deadline nobody waits for. */
+function servedByStale(failure: UpstreamFailure | undefined): boolean {
+  if (failure === undefined) return true;
+  return failure.clientError === undefined && failure.kind !== 'deadline';
 }

@@ -1,25 +1,32 @@
 // The BullMQ processor for completion jobs: parse the envelope, drop expired or cancelled jobs before any upstream
 // call, call upstream, publish the final reply. Never throws for an upstream failure (that is a reply), and never
 // keeps streaming to a reply channel nobody hears.
-import { UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { CompletionJobSchema, type CompletionResult, type JobResult } from '../queue/jobs.ts';
 import type { JobReplies, ReplyPublisher } from '../queue/reply-publisher.ts';
 import type { RecentCancels } from '../queue/cancel.ts';
 import type { Router } from './routing.ts';
-import { callUpstream, CallCancelledError, type UpstreamDeps } from './call.ts';
+import { callUpstream, CallCancelledError, pausedForMs, UpstreamBusyError, type UpstreamDeps } from './call.ts';
+import { totalTokens, type WorkerBudgets } from '../admission/worker-budgets.ts';
+import type { LeaseHolder } from '../admission/leases.ts';
+import type { AsyncJobs } from '../worker/async-jobs.ts';
 
 export interface CompletionProcessorDeps extends UpstreamDeps {
   router: Router;
   publisher: ReplyPublisher;
   recentCancels: RecentCancels;
   logger: Logger;
+  /** Tenant concurrency leases and token settlement; absent: no tenant limits are enforced in the worker. */
+  budgets?: WorkerBudgets;
+  /** Async jobs (replyTo null): their record, run-time budgets and webhook. Absent: they run like any job, unrecorded. */
+  asyncJobs?: AsyncJobs;
 }
 
 export type CompletionProcessor = (job: Job, token?: string, signal?: AbortSignal) => Promise<JobResult>;
 
 export function createCompletionProcessor(deps: CompletionProcessorDeps): CompletionProcessor {
-  return async (job, _token, signal) => {
+  return async (job, token, signal) => {
     const parsed = CompletionJobSchema.safeParse(job.data);
     if (!parsed.success) {
       deps.logger.error({ jobId: job.id, issues: parsed.error.issues.slice(0, 5) }, 'malformed completion job');
@@ -31,7 +38,10 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
     // Built only when something is logged: a child logger per job is measurable on the hot path.
     const log = () => deps.logger.child({ jobId, reqId: data.requestId, tenant: data.tenant, model: data.model });
     const now = Date.now();
-    deps.metrics.queueWait.observe({ model: data.model }, Math.max(0, (job.processedOn ?? now) - data.enqueuedAt) / 1000);
+    deps.metrics.queueWait.observe({ model: data.model, tenant: data.tenant }, Math.max(0, (job.processedOn ?? now) - data.enqueuedAt) / 1000);
+
+    // An async job is answered through its record and webhook, never over pub/sub (its replies are no-ops).
+    const asyncJobs = data.replyTo === null ? deps.asyncJobs : undefined;
 
     if (now >= data.deadline) {
       // Nobody waits for this answer any more: never spend upstream tokens on it.
@@ -42,6 +52,7 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
         headers: {},
         error: { message: 'The request did not complete before its deadline.', type: 'timeout_error', param: null, code: 'deadline_exceeded' },
       };
+      if (asyncJobs !== undefined) await asyncJobs.expire(data, jobId);
       await deps.publisher
         .forJob(jobId, job.attemptsStarted, data.replyTo)
         .error(result)
@@ -49,8 +60,43 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
       return result;
     }
     if (deps.recentCancels.has(jobId) || jobSignal.aborted) {
+      // An async job's cancel is recorded (and its event sent) by the ingress that cancelled it.
       deps.metrics.jobsProcessed.inc({ outcome: 'cancelled' });
       return cancelledResult();
+    }
+
+    // Every deployment the job could use is paused by a 429 (known in memory, no Redis call): it waits delayed, before
+    // taking any of its tenant's budgets only to give them back.
+    const pausedMs = pausedForMs(deps, data, deps.router.targets(data.model));
+    if (pausedMs !== undefined && token !== undefined && now + pausedMs < data.deadline) {
+      await job.moveToDelayed(Date.now() + pausedMs, token);
+      throw new DelayedError();
+    }
+
+    let lease: LeaseHolder | undefined;
+    let chargedTokens = data.tokens;
+    if (deps.budgets !== undefined || asyncJobs !== undefined) {
+      // An async job takes its tenant's budgets now, from its own share (src/worker/async-jobs.ts).
+      const slot = asyncJobs !== undefined ? await asyncJobs.acquire(data, jobId) : await deps.budgets!.acquire(data.tenant, jobId);
+      if (!slot.granted) {
+        // The tenant is at maxConcurrent across the pool: the job waits for a slot instead of failing.
+        if (token === undefined) throw new Error('a job can only wait for a tenant slot with its lock token');
+        await job.moveToDelayed(Date.now() + slot.retryInMs, token);
+        throw new DelayedError();
+      }
+      lease = slot.lease;
+      // An async job's tokens are charged now (chargeAtRun), not at admission: settle what was charged.
+      if (asyncJobs !== undefined && 'tokens' in slot) chargedTokens = slot.tokens as number | undefined;
+    }
+    if (asyncJobs !== undefined) {
+      const started = await asyncJobs.begin(data, jobId).catch(async (err: unknown) => {
+        await lease?.release();
+        throw err;
+      });
+      if (!started.run) {
+        await lease?.release();
+        return started.returnValue;
+      }
     }
 
     const model = deps.router.model(data.model);
@@ -61,7 +107,9 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
       // A lost PUBLISH is not a failed job: the result is stored as the return value, which the ingress
       // reads when it reconciles after a reconnect.
       let returnValue: JobResult = result;
-      if (result.kind === 'error') {
+      if (asyncJobs !== undefined) {
+        returnValue = await asyncJobs.finish(data, jobId, result);
+      } else if (result.kind === 'error') {
         await replies.error(result).catch((err: unknown) => log().error({ err }, 'publishing the final reply failed'));
       } else {
         const outcome = await replies.done(result);
@@ -69,8 +117,19 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
         returnValue = outcome.returnValue;
       }
       deps.metrics.jobsProcessed.inc({ outcome: result.kind === 'error' ? 'error' : 'ok' });
+      if (deps.budgets !== undefined && chargedTokens !== undefined) {
+        // A failed call is billed nothing; an answer without usage leaves the estimate standing.
+        const actual = result.kind === 'error' ? 0 : totalTokens(result.kind === 'stream' ? result.usage : undefined, result.kind === 'body' ? result.body : undefined);
+        deps.budgets.settle(data.tenant, chargedTokens, actual).catch((err: unknown) => log().warn({ err }, 'settling the token budget failed'));
+      }
       return returnValue;
     } catch (err) {
+      if (err instanceof UpstreamBusyError && token !== undefined) {
+        // Every usable deployment is rate limited for a while (a 429's pause, pool-wide limits): the job waits delayed,
+        // not in a worker slot, and its tenant lease goes back meanwhile (finally below).
+        await job.moveToDelayed(Date.now() + err.retryInMs, token);
+        throw new DelayedError();
+      }
       if (!(err instanceof CallCancelledError)) throw err;
       deps.metrics.jobsProcessed.inc({ outcome: 'cancelled' });
       if (replies.unheard && !jobSignal.aborted) {
@@ -81,10 +140,19 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
         await replies.error(lost).catch(() => undefined);
         return lost;
       }
+      if (asyncJobs !== undefined && !(await asyncJobs.wasCancelled(data, jobId))) {
+        // Not its tenant's cancel: the run lost its lock. Completing now would leave the job unanswered for ever; it
+        // goes back to the queue instead (if the lock is really gone this throws, and BullMQ's stall check re-runs it).
+        log().warn({ reason: String(jobSignal.reason) }, 'async job aborted without a cancel: running it again');
+        if (token === undefined) throw err;
+        await job.moveToDelayed(Date.now() + 1_000, token);
+        throw new DelayedError();
+      }
       log().info({ reason: String(jobSignal.reason) }, 'upstream call aborted: client gone');
       return cancelledResult();
     } finally {
       release();
+      if (lease !== undefined) void lease.release();
     }
   };
 }

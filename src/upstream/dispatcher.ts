@@ -2,6 +2,10 @@
 // Never retries by itself: retries belong to call.ts, which knows about deadlines.
 import { Pool } from 'undici';
 import type { ProviderConfig } from '../config/schema.ts';
+import type { ProviderAdapter } from './providers/adapter.ts';
+import { adapterFor } from './providers/registry.ts';
+import { defaultResponsesMode, withResponses } from '../responses/adapter.ts';
+import { DEFAULT_ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS } from './providers/anthropic/request.ts';
 
 export interface ProviderRuntime {
   readonly id: string;
@@ -17,6 +21,18 @@ export interface ProviderRuntime {
   /** Largest JSON answer read, and largest single SSE event held. */
   readonly maxResponseBytes: number;
   readonly pool: Pool;
+  /** Speaks the provider's format; chosen once here, never per request. */
+  readonly adapter: ProviderAdapter;
+  /** azure-openai: the api-version query parameter. */
+  readonly apiVersion: string | undefined;
+  /** anthropic: the anthropic-version header. */
+  readonly anthropicVersion: string;
+  /** anthropic: max_tokens when the client sets none. */
+  readonly defaultMaxTokens: number;
+  readonly circuitBreaker: ProviderConfig['circuitBreaker'];
+  readonly healthCheck: ProviderConfig['healthCheck'];
+  /** Pool-wide rpm / tpm / calls at once (src/upstream/pool-limits.ts); undefined: no Redis call for this provider. */
+  readonly limits: ProviderConfig['limits'];
 }
 
 /** `baseUrl` is required here: for `mock` providers the composition root passes the in-process mock's URL. */
@@ -41,6 +57,14 @@ export function createProviderRuntime(config: ProviderConfig, baseUrl: string): 
     streamIdleTimeoutMs: config.streamIdleTimeoutMs,
     maxResponseBytes: config.maxResponseBytes,
     pool,
+    // The Responses API wraps the provider's own adapter: natively, or bridged over its chat completions.
+    adapter: withResponses(adapterFor(config.type), config.responses ?? defaultResponsesMode(config.type)),
+    apiVersion: config.apiVersion,
+    anthropicVersion: config.anthropicVersion ?? DEFAULT_ANTHROPIC_VERSION,
+    defaultMaxTokens: config.defaultMaxTokens ?? DEFAULT_MAX_TOKENS,
+    circuitBreaker: config.circuitBreaker,
+    healthCheck: config.healthCheck,
+    limits: config.limits,
   };
 }
 

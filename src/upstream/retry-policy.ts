@@ -46,6 +46,43 @@ export function parseRetryAfter(headers: Record<string, string | string[] | unde
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/**
+ * When a 429 carries no Retry-After: the time until the exhausted budget resets, from OpenAI's (and Azure's)
+ * `x-ratelimit-reset-requests` / `-tokens` (durations such as `20ms`, `1s`, `6m0s`) or Anthropic's
+ * `anthropic-ratelimit-*-reset` (RFC 3339 times). A budget whose `remaining` says 0 is the one that binds; without that
+ * hint the longest reset is taken. Undefined when none is present or readable.
+ */
+export function parseRateLimitReset(headers: Record<string, string | string[] | undefined>, now = Date.now()): number | undefined {
+  const found: Array<{ ms: number; exhausted: boolean }> = [];
+  for (const kind of ['requests', 'tokens']) {
+    const ms = resetValueMs(first(headers[`x-ratelimit-reset-${kind}`]), now);
+    if (ms !== undefined) found.push({ ms, exhausted: first(headers[`x-ratelimit-remaining-${kind}`])?.trim() === '0' });
+  }
+  for (const kind of ['requests', 'tokens', 'input-tokens', 'output-tokens']) {
+    const ms = resetValueMs(first(headers[`anthropic-ratelimit-${kind}-reset`]), now);
+    if (ms !== undefined) found.push({ ms, exhausted: first(headers[`anthropic-ratelimit-${kind}-remaining`])?.trim() === '0' });
+  }
+  if (found.length === 0) return undefined;
+  const binding = found.some((f) => f.exhausted) ? found.filter((f) => f.exhausted) : found;
+  return Math.max(...binding.map((f) => f.ms));
+}
+
+/** `1m30.5s`, `20ms`, `2h`, plain seconds (`1.5`), or a date: ms from now; undefined when unreadable. */
+function resetValueMs(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.ceil(Number(text) * 1000);
+  if (/^(\d+(\.\d+)?(ms|h|m|s))+$/.test(text)) {
+    let ms = 0;
+    for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) ms += Number(amount) * UNIT_MS[unit!]!;
+    return Math.ceil(ms);
+  }
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
 function first(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }

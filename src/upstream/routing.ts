@@ -5,6 +5,8 @@ import type { Config, Endpoint, ModelConfig } from '../config/schema.ts';
 export interface RouteTarget {
   provider: string;
   model: string;
+  /** `strategy: weighted` only (default 1). */
+  weight?: number | undefined;
 }
 
 export interface Router {

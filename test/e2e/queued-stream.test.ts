@@ -22,6 +22,8 @@ beforeAll(async () => {
   cluster = await startCluster({
     redisUrl: inject('redisUrl'),
     workers: 1,
+    // The blocking call's answer head comes after QUEUED_MS: the provider must wait that long for it.
+    provider: { timeoutMs: QUEUED_MS + 30_000 },
     config: {
       // One worker slot: one slow call saturates the pool.
       worker: { concurrency: 1, lockDurationMs: 2_000, stalledIntervalMs: 1_000 },
@@ -80,6 +82,23 @@ it('a stream queued behind a saturated pool, read by a client that gives up afte
   expect(cluster.mock.stats().byTag['queued-stream']).toMatchObject({ received: 1, completed: 1 });
   await blocker;
   await impatient.close();
+}, 4 * QUEUED_MS + 30_000);
+
+it('a stream that asks for its queue position hears it in SSE comments while it waits, then gets its answer', async () => {
+  const { blocker } = await saturate('blocker-position');
+  const response = await fetch(`${cluster.baseUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TENANT_KEY}`, 'content-type': 'application/json', 'x-spillway-queue-position': 'true', 'x-mock-chunks': '3' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], stream: true }),
+  });
+  expect(response.status).toBe(200);
+  const text = await response.text();
+  // Next in line behind the one running job; the answer follows the comments, which SSE parsers ignore.
+  expect(text).toMatch(/^: queued position=1 eta_ms=-?\d+$/m);
+  const firstData = text.indexOf('data: ');
+  expect(text.indexOf(': queued')).toBeLessThan(firstData);
+  expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  await blocker;
 }, 4 * QUEUED_MS + 30_000);
 
 it('a request whose deadline passes in the queue gets the ingress 504 and never reaches the upstream', async () => {

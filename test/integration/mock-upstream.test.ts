@@ -364,7 +364,7 @@ describe('mock upstream limits, auth, stats and close', () => {
     }
   });
 
-  it('/_mock/stats reports the counters of the LLM endpoints and /_mock/reset zeroes them', async () => {
+  it('/_mock/stats reports the counters of the LLM endpoints and the model-listing probes, and /_mock/reset zeroes them', async () => {
     const mock = await startMockUpstream({ chunks: 2 });
     const origin = new URL(mock.url).origin;
     try {
@@ -380,12 +380,13 @@ describe('mock upstream limits, auth, stats and close', () => {
         rejected: 0,
         inFlight: 0,
         maxInFlight: 1,
+        probes: 1,
         byTag: { t: { received: 1, completed: 1, aborted: 0 } },
       });
       const reset = await request(`${origin}/_mock/reset`, { method: 'POST', dispatcher: agent });
       expect(reset.statusCode).toBe(204);
       await reset.body.dump();
-      expect(mock.stats()).toMatchObject({ received: 0, completed: 0, byTag: {} });
+      expect(mock.stats()).toMatchObject({ received: 0, completed: 0, probes: 0, byTag: {} });
     } finally {
       await mock.close();
     }

@@ -1,5 +1,6 @@
 // The call loop through the real worker role, real Redis and real mock upstreams: fallback targets, whose
-// Retry-After delays what, size caps on every body read, streams cut short, and the no_route answer.
+// Retry-After delays what, which failures are retried (exact call counts), size caps on every body read, streams cut
+// short, and the no_route answer.
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startMockUpstream, type MockUpstream } from '../../src/mock-upstream/index.ts';
 import { waitFor } from '../support/wait.ts';
@@ -77,6 +78,57 @@ describe('fallback targets', () => {
     const messages = await h.finalReplies(await h.enqueue(h.chatJob({ model: 'model-this-worker-does-not-know' })));
     expect(messages).toEqual([expect.objectContaining({ k: 'error', status: 502, error: expect.objectContaining({ type: 'api_error', code: 'no_route' }) })]);
     expect(m.stats().received).toBe(0);
+  });
+});
+
+describe('retry classes: the mock counts exactly the calls the policy allows', () => {
+  /** One provider, four attempts per job (not the default three: a count that only the policy explains). */
+  async function fourAttempts(provider: Record<string, unknown> = {}): Promise<{ h: WorkerHarness; m: MockUpstream }> {
+    const [m] = (await mocks(1)) as [MockUpstream];
+    const h = await worker(m.url, { worker: { maxAttempts: 4 }, providers: [{ id: 'mock', type: 'openai', baseUrl: m.url, ...provider }] });
+    return { h, m };
+  }
+
+  it.each([
+    ['500', { 'x-mock-status': '500' }, 502],
+    ['502', { 'x-mock-status': '502' }, 502],
+    ['503', { 'x-mock-status': '503' }, 503],
+    ['429 (Retry-After 0)', { 'x-mock-status': '429', 'x-mock-retry-after': '0' }, 503],
+    ['408', { 'x-mock-status': '408' }, 502],
+    ['a connection reset', { 'x-mock-fault': 'reset' }, 502],
+  ])('%s is retried: four calls, then the final answer', async (_name, headers, finalStatus) => {
+    const { h, m } = await fourAttempts();
+    const messages = await h.finalReplies(await h.enqueue(h.chatJob({ headers: { ...headers, 'x-mock-tag': 'retried' } })));
+    expect(messages).toEqual([expect.objectContaining({ k: 'error', status: finalStatus })]);
+    expect(m.stats().byTag['retried']?.received).toBe(4);
+  });
+
+  it('a timeout (no response head within timeoutMs) is retried: four calls, then 504', async () => {
+    const { h, m } = await fourAttempts({ timeoutMs: 200 });
+    const messages = await h.finalReplies(await h.enqueue(h.chatJob({ headers: { 'x-mock-fault': 'hang', 'x-mock-tag': 'slow' } })), 20_000);
+    expect(messages).toEqual([expect.objectContaining({ k: 'error', status: 504, error: expect.objectContaining({ code: 'upstream_timeout' }) })]);
+    expect(m.stats().byTag['slow']?.received).toBe(4);
+  });
+
+  it.each([
+    ['400', 400],
+    ['401', 502],
+    ['403', 502],
+    ['404', 502],
+    ['413', 413],
+    ['422', 422],
+  ])('%s is not retried: one call', async (status, finalStatus) => {
+    const { h, m } = await fourAttempts();
+    const messages = await h.finalReplies(await h.enqueue(h.chatJob({ headers: { 'x-mock-status': status, 'x-mock-tag': 'final' } })));
+    expect(messages).toEqual([expect.objectContaining({ k: 'error', status: finalStatus })]);
+    expect(m.stats().byTag['final']?.received).toBe(1);
+  });
+
+  it('a failure that recovers within the attempts is answered: the calls stop at the first success', async () => {
+    const { h, m } = await fourAttempts();
+    const messages = await h.finalReplies(await h.enqueue(h.chatJob({ headers: { 'x-mock-status': '500', 'x-mock-fail-times': '2', 'x-mock-tag': 'flaky' } })));
+    expect(messages).toEqual([expect.objectContaining({ k: 'done', result: expect.objectContaining({ status: 200 }) })]);
+    expect(m.stats().byTag['flaky']?.received).toBe(3);
   });
 });
 

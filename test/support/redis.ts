@@ -21,11 +21,12 @@ export interface RedisServer {
   close(): Promise<void>;
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+/** `extraArgs` are appended to the defaults and win over them (e.g. `--appendonly yes --dir <tmp>` for persistence). */
+export async function startRedisServer(extraArgs: readonly string[] = []): Promise<RedisServer> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], { stdio: 'ignore' });
     const spawned = child;
     await new Promise<void>((resolve, reject) => {
       spawned.once('spawn', resolve);

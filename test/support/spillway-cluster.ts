@@ -28,17 +28,26 @@ export interface ClusterOptions {
   redisUrl: string;
   workers?: number;
   mock?: MockUpstreamOptions;
+  /** Fields merged into the `mock` provider's config (e.g. a longer timeoutMs). */
+  provider?: Record<string, unknown>;
   /** Deep-merged over the defaults below (top-level sections are merged one level deep). */
   config?: Partial<Record<keyof ConfigInput, unknown>>;
 }
 
-export function testConfig(redisUrl: string, prefix: string, port: number, mockUrl: string, overrides: ClusterOptions['config'] = {}): ConfigInput {
+export function testConfig(
+  redisUrl: string,
+  prefix: string,
+  port: number,
+  mockUrl: string,
+  overrides: ClusterOptions['config'] = {},
+  provider: ClusterOptions['provider'] = {},
+): ConfigInput {
   const base: Record<string, unknown> = {
     server: { host: '127.0.0.1', port, forwardHeaders: ['x-mock-*'], bodyLimitBytes: 256 * 1024, shutdownGraceMs: 10_000 },
     redis: { url: redisUrl, prefix },
     worker: { concurrency: 8, lockDurationMs: 2_000, stalledIntervalMs: 1_000 },
     logging: { level: 'info' },
-    providers: [{ id: 'mock', type: 'openai', baseUrl: mockUrl, apiKey: 'sk-upstream-secret-value', timeoutMs: 30_000 }],
+    providers: [{ id: 'mock', type: 'openai', baseUrl: mockUrl, apiKey: 'sk-upstream-secret-value', timeoutMs: 30_000, ...provider }],
     models: [
       { name: 'gpt-4o-mini', route: [{ provider: 'mock', model: 'mock-chat' }] },
       { name: 'gpt-3.5-turbo-instruct', route: [{ provider: 'mock', model: 'mock-instruct' }], endpoints: ['completions'] },
@@ -57,7 +66,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const mock = await startMockUpstream(options.mock);
   const port = await freePort();
   const prefix = uniquePrefix('e2e');
-  const configFile = writeConfigFile(testConfig(options.redisUrl, prefix, port, mock.url, options.config));
+  const configFile = writeConfigFile(testConfig(options.redisUrl, prefix, port, mock.url, options.config, options.provider));
   const workers = Array.from({ length: options.workers ?? 2 }, () => spawnSpillway(['worker', '--config', configFile]));
   const ingress = spawnSpillway(['ingress', '--config', configFile]);
   const baseUrl = `http://127.0.0.1:${port}`;

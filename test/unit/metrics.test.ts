@@ -4,7 +4,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { createRoleMetrics } from '../../src/roles/context.ts';
 import type { Metrics } from '../../src/observability/metrics.ts';
 
-const INGRESS = ['spillway_http_request_duration_seconds', 'spillway_ingress_pending_requests'];
+const INGRESS = ['spillway_admission_decisions_total', 'spillway_http_request_duration_seconds', 'spillway_ingress_pending_requests', 'spillway_queue_depth'];
 const WORKER = ['spillway_jobs_processed_total', 'spillway_queue_wait_seconds', 'spillway_upstream_duration_seconds', 'spillway_upstream_requests_total'];
 
 const names = (metrics: Metrics): string[] => metrics.registry.getMetricsAsArray().map((m) => m.name);
@@ -17,7 +17,7 @@ describe('metrics registry', () => {
     expect(all.filter((n) => n.startsWith('spillway_process_'))).toEqual([]);
   });
 
-  it('an ingress process registers the HTTP and pending-request metrics only', () => {
+  it('an ingress process registers the HTTP, pending-request, admission and queue-depth metrics only', () => {
     expect(spillwayNames(createRoleMetrics('ingress'))).toEqual(INGRESS);
   });
 
@@ -31,7 +31,7 @@ describe('metrics registry', () => {
 
   it("a metric of a role the process does not run can be recorded, but is never exported", async () => {
     const ingress = createMetrics({ roles: ['ingress'], defaultMetrics: false });
-    ingress.queueWait.observe({ model: 'm' }, 0.5);
+    ingress.queueWait.observe({ model: 'm', tenant: 't' }, 0.5);
     ingress.jobsProcessed.inc({ outcome: 'ok' });
     const text = await ingress.registry.metrics();
     expect(text).not.toContain('spillway_queue_wait_seconds');

@@ -27,6 +27,17 @@ export function hashApiKey(key: string): string {
   return hash('sha256', key, 'hex');
 }
 
+/** The hash a configured key stands for: a `sha256:<hex>` entry as written, a plain (dev) key hashed. */
+export function configuredKeyHash(key: string): string {
+  return key.startsWith('sha256:') ? key.slice('sha256:'.length) : hashApiKey(key);
+}
+
+/** Whether a presented key is one of the configured admin keys: hashed like tenant keys, only hashes are held. */
+export function createAdminKeyCheck(keys: readonly string[]): (presented: string) => boolean {
+  const hashes = new Set(keys.map(configuredKeyHash));
+  return (presented) => hashes.has(hashApiKey(presented));
+}
+
 const BEARER = /^bearer[ \t]+/i;
 
 /** The key a client presented, if any: RFC 9110 makes the auth scheme case-insensitive; stray spaces are not part of a key. */
@@ -41,7 +52,7 @@ export function createAuthenticator(tenants: readonly TenantConfig[]): Authentic
   const byHash = new Map<string, TenantConfig>();
   for (const tenant of tenants) {
     for (const key of tenant.keys) {
-      byHash.set(key.startsWith('sha256:') ? key.slice('sha256:'.length) : hashApiKey(key), tenant);
+      byHash.set(configuredKeyHash(key), tenant);
     }
   }
   const resolve = (headers: FastifyRequest['headers']): TenantConfig => {

@@ -1,14 +1,15 @@
 // Normalises an upstream failure (HTTP status, network error, timeout, malformed or oversized answer) into
 // {kind, status, retryable, retryAfterMs}. Upstream auth problems are the operator's, never "your key is wrong".
-import { parseRetryAfter } from '../../retry-policy.ts';
+import { parseRateLimitReset, parseRetryAfter } from '../../retry-policy.ts';
 
 /**
  * What went wrong, for the final answer and the logs: `status` an HTTP error answer; `timeout` no response head
  * within timeoutMs; `idle` the body went silent longer than streamIdleTimeoutMs; `network` the connection failed;
  * `deadline` the job's deadline passed; `too_large` the answer exceeded a size cap; `protocol` an answer that
- * cannot be relayed (wrong content type, a stream that ends without [DONE]).
+ * cannot be relayed (wrong content type, a stream that ends without [DONE]); `refused` the adapter could not carry the
+ * request to this provider (an endpoint or field it lacks) and nothing was sent.
  */
-export type FailureKind = 'status' | 'timeout' | 'idle' | 'network' | 'deadline' | 'too_large' | 'protocol';
+export type FailureKind = 'status' | 'timeout' | 'idle' | 'network' | 'deadline' | 'too_large' | 'protocol' | 'refused';
 
 export interface UpstreamFailure {
   kind: FailureKind;
@@ -32,7 +33,8 @@ export function failureFromResponse(status: number, headers: Record<string, stri
     kind: 'status',
     status,
     retryable,
-    retryAfterMs: parseRetryAfter(headers),
+    // A 429 without Retry-After still says when its budget resets (x-ratelimit-reset-*): the deployment's pause.
+    retryAfterMs: parseRetryAfter(headers) ?? (status === 429 ? parseRateLimitReset(headers) : undefined),
     clientError: clientCaused ? (error ?? { message: `Upstream rejected the request (${status}).`, type: 'invalid_request_error', param: null, code: null }) : undefined,
     detail: `upstream answered ${status}${error ? `: ${error.message.slice(0, 200)}` : bodyText === undefined ? ' (error body over the size cap, not read)' : ''}`,
   };
@@ -61,6 +63,11 @@ export function tooLargeFailure(status: number, detail: string): UpstreamFailure
 /** An answer that cannot be relayed as it is (wrong content type, a stream cut short without an error). */
 export function protocolFailure(status: number, retryable: boolean, detail: string): UpstreamFailure {
   return failure('protocol', status, retryable, detail);
+}
+
+/** A request an adapter cannot translate for its provider: a 400 naming the field, sent nowhere, never retried. */
+export function clientFailure(message: string, param: string | null, detail: string): UpstreamFailure {
+  return { ...failure('refused', 400, false, detail), clientError: { message, type: 'invalid_request_error', param, code: null } };
 }
 
 function failure(kind: FailureKind, status: number, retryable: boolean, detail: string): UpstreamFailure {

@@ -7,6 +7,7 @@ const PATHS: Record<Endpoint, string> = {
   'chat.completions': '/chat/completions',
   completions: '/completions',
   embeddings: '/embeddings',
+  responses: '/responses',
 };
 
 export interface UpstreamRequest {

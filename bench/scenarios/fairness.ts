@@ -1,0 +1,88 @@
+// Scenario "fairness": with fair share on and few worker slots, tenant B sends 20 requests alone, then again while
+// tenant A has flooded the queue with 2,000: B's median queue wait with and without the flood, in the same run.
+import type { Queue } from 'bullmq';
+import { summarize } from '../support/stats.ts';
+import { TENANT_A_KEY, TENANT_B_KEY } from '../support/stack.ts';
+import { CHAT_PATH, type Target } from '../support/targets.ts';
+import type { Scenario } from '../support/scenario.ts';
+
+const FLOOD = 2_000;
+const LIGHT = 20;
+/** Worker slots in all (per worker: this ÷ workers): few enough that B's 20 alone already queue. */
+const SLOTS = 8;
+const LATENCY_MS = 20;
+
+export const fairness: Scenario = {
+  name: 'fairness',
+  summary: `fair share on, ${SLOTS} worker slots, upstream latency ${LATENCY_MS} ms: tenant B's ${LIGHT} requests alone, then while tenant A has ${FLOOD} queued`,
+  rows: [
+    { label: "B's queue wait p50, alone", unit: 'ms', spillway: 'b_wait_alone_p50' },
+    { label: "B's queue wait p50, during A's flood", unit: 'ms', spillway: 'b_wait_flood_p50', compare: { metric: 'b_wait_ratio_pct', unit: '%' } },
+    { label: "A's jobs finished before B's last one", unit: 'count', spillway: 'a_before_last_b' },
+    { label: 'failed requests', unit: 'count', spillway: 'failed' },
+  ],
+  targets: [{ label: "B's median wait under A's flood, % of its wait alone", metric: 'b_wait_ratio_pct', op: '<=', limit: 300, unit: '%' }],
+  async run(ctx) {
+    const perWorker = Math.max(1, Math.floor(SLOTS / ctx.workers));
+    await ctx.stack.reconfigure({ server: { fairShare: 'on' }, worker: { concurrency: perWorker } });
+    try {
+      const { spillway } = ctx.stack.targets('open');
+      const send = (key: string, tag: string) => post(spillway, key, tag);
+      let failed = 0;
+      const count = (ok: boolean) => {
+        if (!ok) failed++;
+      };
+
+      const aloneSince = Date.now();
+      (await Promise.all(Array.from({ length: LIGHT }, () => send(TENANT_B_KEY, 'b-alone')))).forEach(count);
+      const alone = await waits(ctx.stack.queue, 'tenant-b', aloneSince);
+
+      const floodSince = Date.now();
+      const order: string[] = [];
+      const flood = Array.from({ length: FLOOD }, () => send(TENANT_A_KEY, 'a-flood').then((ok) => (count(ok), order.push('a'))));
+      // B arrives once A's flood is waiting in the queue.
+      for (let i = 0; i < 600; i++) {
+        const counts = await ctx.stack.queue.getJobCounts('prioritized', 'waiting');
+        if ((counts.prioritized ?? 0) + (counts.waiting ?? 0) >= FLOOD * 0.9) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const light = Array.from({ length: LIGHT }, () => send(TENANT_B_KEY, 'b-flood').then((ok) => (count(ok), order.push('b'))));
+      await Promise.all([...flood, ...light]);
+      const during = await waits(ctx.stack.queue, 'tenant-b', floodSince);
+      const lastB = order.lastIndexOf('b');
+      return {
+        metrics: {
+          b_wait_alone_p50: alone.p50,
+          b_wait_flood_p50: during.p50,
+          b_wait_ratio_pct: (100 * during.p50) / Math.max(1, alone.p50),
+          a_before_last_b: order.slice(0, lastB).filter((t) => t === 'a').length,
+          failed,
+        },
+        details: { alone, during },
+      };
+    } finally {
+      await ctx.stack.reconfigure({});
+    }
+  },
+};
+
+async function post(target: Target, key: string, tag: string): Promise<boolean> {
+  const response = await fetch(target.origin + CHAT_PATH, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-mock-latency-ms': String(LATENCY_MS), 'x-mock-tag': tag },
+    body: JSON.stringify({ model: target.model, messages: [{ role: 'user', content: 'hi' }] }),
+    signal: AbortSignal.timeout(120_000),
+  }).catch(() => undefined);
+  if (response === undefined) return false;
+  await response.arrayBuffer();
+  return response.ok;
+}
+
+/** Queue waits (added → taken) of one tenant's completed jobs added since `sinceMs`, from BullMQ's timestamps. */
+async function waits(queue: Queue, tenant: string, sinceMs: number) {
+  const jobs = await queue.getJobs(['completed'], 0, 4_999, false);
+  const values = jobs
+    .filter((job) => job.timestamp >= sinceMs && job.processedOn !== undefined && (job.data as { tenant?: string }).tenant === tenant)
+    .map((job) => job.processedOn! - job.timestamp);
+  return summarize(values);
+}
