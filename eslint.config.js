@@ -22,6 +22,15 @@ export default tseslint.config(
     },
   },
   {
+    files: ['src/http/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/upstream/**', '**/worker/**', '**/workers/**'], message: 'http/ never imports upstream/ or worker/: the model catalogue is in catalogue/' }] },
+      ],
+    },
+  },
+  {
     files: ['src/upstream/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [{ group: ['**/http/**', '**/workers/**'], message: 'upstream/ never imports http/' }] }],

@@ -19,8 +19,9 @@ import { hold } from './scenarios/hold.ts';
 import { cluster } from './scenarios/cluster.ts';
 import { admission } from './scenarios/admission.ts';
 import { fairness } from './scenarios/fairness.ts';
+import { asyncFlood } from './scenarios/async-flood.ts';
 
-const SCENARIOS: readonly Scenario[] = [overhead, ttft, throughput, admission, streamRelay, cluster, spike, hold, fairness];
+const SCENARIOS: readonly Scenario[] = [overhead, ttft, throughput, admission, streamRelay, cluster, spike, hold, fairness, asyncFlood];
 /** Open files the hold scenario needs in one process (10,000 client sockets), with room for the rest. */
 const FILES_NEEDED = 12_000;
 const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');

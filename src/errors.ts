@@ -225,3 +225,38 @@ export const previousResponseNotFound = (id: string) =>
 /** A request parameter this broker cannot honour: a 400 naming it, never silently ignored. */
 export const unsupportedParameter = (param: string, message: string) =>
   new SpillwayError(message, { statusCode: 400, type: 'invalid_request_error', param, code: 'unsupported_parameter' });
+
+/** A file this tenant does not have (unknown, expired, deleted, or another tenant's): the same 404, never a 403. */
+export const fileNotFound = (id: string) =>
+  new SpillwayError(`No such File object: ${id}`, { statusCode: 404, type: 'invalid_request_error', param: 'id', code: 'file_not_found' });
+
+/** An upload over `files.maxBytes`: nothing of it is kept. */
+export const fileTooLarge = (limitBytes: number) =>
+  new SpillwayError(`File too large: the limit is ${limitBytes} bytes.`, { statusCode: 413, type: 'invalid_request_error', param: 'file', code: 'file_too_large' });
+
+/** DELETE of an input file that an unfinished batch still reads. */
+export const fileInUse = (id: string) =>
+  new SpillwayError(`File ${id} is the input of a batch that has not finished; cancel the batch or wait for it first.`, {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    param: 'id',
+    code: 'file_in_use',
+  });
+
+/** A batch this tenant does not have (unknown, expired, or another tenant's): the same 404, never a 403. */
+export const batchNotFound = (id: string) =>
+  new SpillwayError(`No batch found with id '${id}'.`, { statusCode: 404, type: 'invalid_request_error', param: 'batch_id', code: 'batch_not_found' });
+
+/** POST /v1/batches/{id}/cancel on a batch that has already ended. */
+export const batchNotCancellable = (status: string) =>
+  new SpillwayError(`Cannot cancel a batch with status '${status}'.`, { statusCode: 400, type: 'invalid_request_error', param: null, code: 'batch_not_cancellable' });
+
+/** The file storage (local directory or S3) failed: the client may try again. */
+export const fileStorageUnavailable = () =>
+  new SpillwayError('The file storage is unavailable; try again shortly.', {
+    statusCode: 503,
+    type: 'server_error',
+    code: 'file_storage_unavailable',
+    headers: { 'retry-after': '1' },
+    retryable: true,
+  });

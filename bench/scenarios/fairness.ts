@@ -24,7 +24,8 @@ export const fairness: Scenario = {
   targets: [{ label: "B's median wait under A's flood, % of its wait alone", metric: 'b_wait_ratio_pct', op: '<=', limit: 300, unit: '%' }],
   async run(ctx) {
     const perWorker = Math.max(1, Math.floor(SLOTS / ctx.workers));
-    await ctx.stack.reconfigure({ server: { fairShare: 'on' }, worker: { concurrency: perWorker } });
+    // Completed jobs are kept here (the default removes them at once): their timestamps are B's queue waits.
+    await ctx.stack.reconfigure({ server: { fairShare: 'on' }, worker: { concurrency: perWorker }, jobs: { keepCompletedSeconds: 600 } });
     try {
       const { spillway } = ctx.stack.targets('open');
       const send = (key: string, tag: string) => post(spillway, key, tag);

@@ -59,6 +59,9 @@ export class ResponseCache {
     this.redis = redis;
     this.keys = keys;
     this.logger = logger;
+    // Defined now, before any traffic: ioredis's auto-pipelining copies custom commands into a pipeline when it creates
+    // it, so a command defined while one is pending would be missing from it (a TypeError thrown in ioredis).
+    commands(redis);
   }
 
   /**
@@ -112,6 +115,7 @@ export class ResponseCache {
       const looked = await this.lookup(plan, deadline);
       if (looked.kind === 'hit') return { ...looked, joined: false };
       if (looked.kind === 'run') return looked;
+      this.logger?.debug({ cacheKey: plan.directive.key.slice(0, 16) }, 'response cache: waiting for an identical request in flight');
       const waited = await this.waitForAnswer(looked.directive, deadline, signal);
       return typeof waited === 'string' ? { kind: 'run', directive: looked.directive } : { kind: 'hit', answer: waited, joined: true };
     } catch (err) {

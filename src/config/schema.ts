@@ -397,6 +397,60 @@ export const ConfigSchema = z
         concurrency: positiveInt.default(32),
       })
       .prefault({}),
+    /** Files (/v1/files: batch inputs, batch outputs): their bytes live here, their metadata in Redis (src/files). */
+    files: z
+      .strictObject({
+        /**
+         * The local directory holding the bytes (default storage), shared by every ingress and worker: a volume in compose,
+         * a PersistentVolumeClaim in Kubernetes (ReadWriteMany across nodes). Created on first use.
+         */
+        dir: z.string().min(1).default('./data/files'),
+        /** Largest file accepted by POST /v1/files (OpenAI's limit for a batch input file: 200 MB); larger: 413. */
+        maxBytes: positiveInt.default(200 * 1024 * 1024),
+        /** How long an uploaded file lives unless its upload sets `expires_after` (OpenAI: batch files, 30 days). */
+        ttlSeconds: positiveInt.default(30 * 86_400),
+        /** How often a worker deletes the bytes of expired files (their metadata expires in Redis by itself). */
+        sweepIntervalMs: positiveInt.default(60_000),
+        /** S3-compatible object storage (AWS S3, MinIO, R2, Ceph...) instead of `dir`, through the AWS SDK. */
+        s3: z
+          .strictObject({
+            bucket: z.string().min(1),
+            region: z.string().min(1).default('us-east-1'),
+            /** The service's URL for a non-AWS store (e.g. http://minio:9000); default: AWS for the region. */
+            endpoint: z.url({ protocol: /^https?$/ }).optional(),
+            /** Path-style URLs (bucket in the path), which most non-AWS stores need. */
+            forcePathStyle: bool().default(false),
+            /** Prepended to every object key (e.g. `spillway/`). */
+            prefix: z.string().default(''),
+            /** Static credentials; both or neither (default: the AWS SDK's own chain: environment, profile, instance role). */
+            accessKeyId: z.string().min(1).optional(),
+            secretAccessKey: z.string().min(1).optional(),
+          })
+          .refine((s3) => (s3.accessKeyId === undefined) === (s3.secretAccessKey === undefined), {
+            message: 'accessKeyId and secretAccessKey go together',
+            path: ['secretAccessKey'],
+          })
+          .optional(),
+      })
+      .prefault({}),
+    /** The Batch API (/v1/batches): each line runs as an async job of its tenant at `batch` priority (src/batches). */
+    batches: z
+      .strictObject({
+        /** Lines of one batch handed to the queue and not finished yet: a 50,000-line batch never floods Redis. */
+        maxInFlight: positiveInt.default(100),
+        /** Most request lines in one input file (OpenAI: 50,000). */
+        maxLines: positiveInt.default(50_000),
+        /** What `completion_window: 24h` means here: past it the batch expires, its finished lines kept. */
+        completionWindowSeconds: positiveInt.default(86_400),
+        /** How long a finished batch stays readable; its output files live `outputTtlSeconds`. */
+        retentionSeconds: positiveInt.default(30 * 86_400),
+        outputTtlSeconds: positiveInt.default(30 * 86_400),
+        /** Batches one worker process drives at once (each a light loop: feeding lines, flushing results). */
+        concurrency: positiveInt.default(16),
+        /** How often a driver looks at its batch's progress (finished lines, cancel, expiry). */
+        pollMs: positiveInt.default(100),
+      })
+      .prefault({}),
     /** The Responses API's stored responses (`store: true`, the default): kept per tenant in Redis for this long. */
     responses: z
       .strictObject({

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ReplyBus } from '../queue/reply-bus.ts';
 import type { CompletionQueue } from '../queue/completion-queue.ts';
-import { createRouter } from '../upstream/routing.ts';
+import { createRouter } from '../catalogue/catalogue.ts';
 import { createAuthenticator } from './plugins/auth.ts';
 import { clientErrorHandler } from './plugins/client-errors.ts';
 import { errorHandlerPlugin, frameworkErrors } from './plugins/error-handler.ts';
@@ -16,8 +16,11 @@ import { jsonBodyPlugin } from './plugins/json-body.ts';
 import { registerCompletionRoutes } from './routes/completions.ts';
 import { registerResponseRoutes } from './routes/responses.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
+import { registerFileRoutes, type FileServices } from './routes/files.ts';
+import { registerBatchRoutes, type BatchServices } from './routes/batches.ts';
 import type { AsyncJobServices } from './routes/job-submission.ts';
 import type { AdmissionGate } from '../admission/gate.ts';
+import type { ResponseCache } from '../cache/response-cache.ts';
 import { registerModelRoutes } from './routes/models.ts';
 import { registerAccessLog } from './access-log.ts';
 import { registerUsageRoutes, type UsageReader } from './routes/usage.ts';
@@ -32,9 +35,15 @@ export interface IngressDeps {
   instanceId: string;
   /** Per-tenant admission in front of the queue (src/admission/gate.ts). */
   admission: AdmissionGate;
+  /** The response cache (src/cache): looked up by the completion routes; absent: no lookups. */
+  cache?: ResponseCache;
   notReadyReason: () => string | undefined;
   /** Async jobs (/v1/jobs, `Prefer: respond-async`) and Idempotency-Key; absent: neither is served. */
   jobs?: AsyncJobServices;
+  /** Files (/v1/files): their metadata and storage; absent: not served. */
+  files?: FileServices;
+  /** The Batch API (/v1/batches); absent: not served. */
+  batches?: BatchServices;
   /** The daily usage counters behind GET /v1/usage; absent: the route is not served. */
   usage?: UsageReader;
 }
@@ -100,6 +109,8 @@ export async function buildApp(deps: IngressDeps): Promise<FastifyInstance> {
     registerCompletionRoutes(api, { ...deps, authenticate: auth.authenticate, router });
     registerResponseRoutes(api, { ...deps, authenticate: auth.authenticate, router });
     if (deps.jobs !== undefined) registerJobRoutes(api, { ...deps, jobs: deps.jobs, authenticate: auth.authenticate, router });
+    if (deps.files !== undefined) registerFileRoutes(api, { files: deps.files, authenticate: auth.authenticate });
+    if (deps.batches !== undefined) registerBatchRoutes(api, { config: deps.config, batches: deps.batches, authenticate: auth.authenticate });
   });
   // Outside the API's auth hook: an admin key (every tenant's usage) is not a tenant key; the route checks both itself.
   if (deps.usage !== undefined) registerUsageRoutes(app, { config: deps.config, authenticate: auth.authenticate, usage: deps.usage });

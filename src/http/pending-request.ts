@@ -51,6 +51,8 @@ export interface PendingRequestOptions {
   onAbandon: (reason: AbandonReason) => void;
   /** Called once when the request is over, whatever the outcome. */
   onFinish: () => void;
+  /** Called when a stream's first chunk is written to the client (time to first token). */
+  onFirstChunk?: () => void;
 }
 
 /** How often a client that asked for its queue position hears it. */
@@ -119,6 +121,7 @@ export class PendingRequest implements ReplySink {
           this.abandon('stream_broken', streamInterrupted('The stream was interrupted: chunks were lost in transit.'));
           return;
         }
+        if (this.nextSeq === 0) this.options.onFirstChunk?.();
         this.nextSeq += message.data.length;
         this.write(message.data.length === 1 ? this.framing.event(message.data[0]!) : message.data.map((d) => this.framing.event(d)).join(''));
         return;

@@ -32,6 +32,11 @@ export interface MockUpstreamOptions {
   retryAfterSeconds?: number;
   /** When set, requests must carry it (`Authorization: Bearer`, Azure's `api-key`, Anthropic's `x-api-key`), else 401. */
   apiKey?: string;
+  /**
+   * Default unlimited: a request whose prompt (its messages, prompt or input, as JSON) is longer than this many
+   * characters gets the provider's context-length 400 (OpenAI's `context_length_exceeded`, Anthropic's "prompt is too long").
+   */
+  maxPromptChars?: number;
 }
 
 /**
@@ -90,6 +95,7 @@ interface State {
   readonly idPrefix: string;
   readonly modelsList: string;
   readonly apiKey: string | undefined;
+  readonly maxPromptChars: number | undefined;
   /** x-mock-gate: names opened so far, and the requests each closed one holds. */
   readonly openGates: Set<string>;
   readonly gateWaiters: Map<string, Set<() => void>>;
@@ -113,6 +119,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
     idPrefix: randomBytes(6).toString('hex'),
     modelsList: bodies.modelsListBody(),
     apiKey: options.apiKey,
+    maxPromptChars: options.maxPromptChars === undefined ? undefined : nonNegative(options.maxPromptChars, 0, 'maxPromptChars'),
     openGates: new Set(),
     gateWaiters: new Map(),
     outage: undefined,
@@ -257,6 +264,7 @@ function answer(s: State, ex: Exchange, headers: IncomingHttpHeaders, llm: LlmRo
   const b = readBehaviour(headers, s.settings);
   // The whole body is validated before any injected failure, as a provider would.
   const respond = responderFor(llm, b, body, `${s.idPrefix}${(s.seq++).toString(36)}`);
+  if (s.maxPromptChars !== undefined && promptChars(body) > s.maxPromptChars) return sendContextLengthError(ex.res, llm.format, s.maxPromptChars);
   let status = b.status;
   if (b.failTimes !== undefined) {
     if (tag === undefined) throw new BadRequest('x-mock-fail-times needs an x-mock-tag to count by.');
@@ -312,6 +320,17 @@ function authorised(s: State, req: IncomingMessage, res: ServerResponse, format:
   const message = missing ? "You didn't provide an API key." : 'Incorrect API key provided.';
   sendError(res, 401, message, null, 'invalid_api_key', format === 'any' ? 'openai' : format);
   return false;
+}
+
+/** The size a context window is checked against: the prompt's JSON, in characters. */
+function promptChars(body: RequestBody): number {
+  return JSON.stringify(body.messages ?? body.prompt ?? body.input ?? '').length;
+}
+
+/** What each provider answers to a prompt longer than the model's context window: a 400 the client could act on. */
+function sendContextLengthError(res: ServerResponse, format: Format, max: number): void {
+  if (format === 'anthropic') return sendError(res, 400, `prompt is too long: more than ${max} characters > ${max} maximum`, null, undefined, 'anthropic');
+  sendError(res, 400, `This model's maximum context length is ${max} characters. Please reduce the length of the messages.`, 'messages', 'context_length_exceeded', format);
 }
 
 function sendJson(res: ServerResponse, status: number, json: string): void {

@@ -1,6 +1,6 @@
 // The process logger (pino): JSON lines, child loggers per boundary (reqId, tenant, jobId).
 // `redact` covers every place a secret could sit; constant messages, data in fields.
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 /**
  * Where a secret could sit in a logged object: request headers (tenant and admin keys, cookies, a provider key in an
@@ -33,11 +33,13 @@ export const REDACT_PATHS = [
   'config.admin.keys',
 ];
 
-export function createLogger(level: string, name = 'spillway'): Logger {
-  return pino({
+/** `destination`: where lines go (default stdout); tests pass a stream to read them back. */
+export function createLogger(level: string, name = 'spillway', destination?: DestinationStream): Logger {
+  const options = {
     name,
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { pid: process.pid },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }

@@ -4,6 +4,16 @@ import { Registry, Histogram, Counter, Gauge, collectDefaultMetrics } from 'prom
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
+/** Longest a scrape waits for the queue-depth read from Redis (the last values are served past it). */
+const QUEUE_DEPTH_WAIT_MS = 250;
+
+/** Resolves when `promise` settles or after `ms`, whichever comes first. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 /** Which role's metrics a process exports: an ingress-only process shows no worker metric, and the other way round. */
 export type MetricsRole = 'ingress' | 'worker';
 
@@ -108,6 +118,30 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const breakerSource: Metrics['breakerSource'] = {};
   const poolSource: Metrics['poolSource'] = {};
   const redisConnections = new Map<string, RedisStatus>();
+  // One read at a time, and a scrape waits for it only so long: a Redis that hangs (or pauses writes: BullMQ's count
+  // is a script) must not hang /metrics with it. A late answer still lands, for the next scrape.
+  let depthRead: Promise<void> | undefined;
+  const queueDepth: Gauge<'queue' | 'state'> = new Gauge({
+    name: 'spillway_queue_depth',
+    help: 'Jobs in a queue by state (waiting, prioritized, delayed, active; webhooks: failed too), read from Redis when scraped.',
+    labelNames: ['queue', 'state'],
+    registers: ingress,
+    async collect() {
+      if (queueDepthSource.read === undefined) return;
+      depthRead ??= queueDepthSource
+        .read()
+        .then((depth) => {
+          for (const { queue, counts } of depth === undefined ? [] : Array.isArray(depth) ? depth : [depth]) {
+            for (const [state, count] of Object.entries(counts)) queueDepth.set({ queue, state }, count);
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          depthRead = undefined;
+        });
+      await settledWithin(depthRead, QUEUE_DEPTH_WAIT_MS);
+    },
+  });
   return {
     registry,
     httpRequestDuration: new Histogram({
@@ -152,19 +186,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       help: 'Reconciliations of pending requests after the reply channel reconnected (their jobs read back from Redis).',
       registers: ingress,
     }),
-    queueDepth: new Gauge({
-      name: 'spillway_queue_depth',
-      help: 'Jobs in a queue by state (waiting, prioritized, delayed, active), read from Redis when scraped.',
-      labelNames: ['queue', 'state'],
-      registers: ingress,
-      async collect() {
-        const depth = await queueDepthSource.read?.().catch(() => undefined);
-        if (depth === undefined) return;
-        for (const { queue, counts } of Array.isArray(depth) ? depth : [depth]) {
-          for (const [state, count] of Object.entries(counts)) this.set({ queue, state }, count);
-        }
-      },
-    }),
+    queueDepth,
     queueDepthSource,
     redisConnectionUp: new Gauge({
       name: 'spillway_redis_connection_up',

@@ -10,10 +10,11 @@ import { cancelJob } from './cancel.ts';
 /**
  * BullMQ writes 4 entries per job to each queue's event stream (added, waiting, active, completed: the last one with
  * the whole return value) and nothing in Spillway reads them (no QueueEvents anywhere). They cannot be switched off,
- * so the stream is trimmed as hard as BullMQ allows: `MAXLEN ~ 0` keeps at most one stream node (~100 entries) in
- * memory instead of 10,000 events (megabytes of answers).
+ * so the stream is trimmed hard: `MAXLEN ~ 100` keeps one or two stream nodes (100 to 199 events, the last seconds
+ * of a busy queue, for a debugging session or the bench's timings) instead of 10,000 events (megabytes of answers).
+ * Not 0: Redis would then delete each event as it is written, which saves nothing and leaves no trace at all.
  */
-export const EVENTS_MAX_LEN = 0;
+export const EVENTS_MAX_LEN = 100;
 
 export interface CompletionQueueOptions {
   connection: Redis | Cluster;

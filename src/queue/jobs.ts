@@ -46,6 +46,13 @@ export const CompletionJobSchema = z.strictObject({
    * stores the answer under it, releases the single flight it holds, and may answer from it when every deployment fails.
    */
   cache: CacheDirectiveSchema.optional(),
+  /**
+   * Batch lines only (src/batches; always with `replyTo: null` and `chargeAtRun`): the batch, the line's number in its
+   * input file and its custom_id. The worker records the answer into the batch (src/batches/batch-lines.ts), not into a
+   * job record. A worker that predates the field refuses such a job as malformed: deploy workers before the drivers
+   * (which run in the workers too) start batches.
+   */
+  batch: z.strictObject({ id: z.string().min(1), line: z.number().int().positive(), customId: z.string().min(1) }).optional(),
 });
 
 export type CompletionJob = z.infer<typeof CompletionJobSchema>;

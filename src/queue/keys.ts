@@ -2,8 +2,11 @@
 // Nothing else in the codebase may build a key by hand: KEDA manifests and tests read the names from here.
 import { CLUSTER_SLOTS, keySlot } from './key-slot.ts';
 
-/** Queue names. `completions` carries LLM calls (sync and async); `webhooks` carries deliveries. */
-export const QUEUE_NAMES = { completions: 'completions', webhooks: 'webhooks' } as const;
+/**
+ * Queue names. `completions` carries LLM calls (sync and async, batch lines included); `webhooks` carries deliveries;
+ * `batches` carries one long-running driver job per batch (src/batches/runner.ts), never a line.
+ */
+export const QUEUE_NAMES = { completions: 'completions', webhooks: 'webhooks', batches: 'batches' } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
 export interface RedisKeys {
@@ -65,6 +68,26 @@ export interface RedisKeys {
   readonly busyCounts: string;
   /** A response-cache entry and its single-flight lock, under a hash tag of their own per request hash (TTLs). */
   responseCache(requestHash: string): ResponseCacheKeys;
+  /**
+   * Every stored file by expiry (a sorted set of `<tenant>\t<fileId>`, scored by epoch ms), in the queue's tag: the
+   * worker's sweeper deletes the bytes of expired files, whose metadata Redis expires by itself. TTL renewed by each add.
+   */
+  readonly fileExpiry: string;
+}
+
+export interface BatchLineKeys {
+  /** Bitmap: bit n set once line n's result is recorded (a line is never recorded, nor run, twice). */
+  readonly done: string;
+  /** Hash: line number → byte offset of the line in the input file, for lines handed to the queue and not finished. */
+  readonly inFlight: string;
+  /** List: finished lines' output lines (`o` or `e` and the JSON), waiting to be flushed into a file segment. */
+  readonly results: string;
+  /** List: the segments flushed so far, in order (JSON: kind, storage key, bytes, lines). */
+  readonly segments: string;
+  /** List: the batch webhook's delivery attempts (capped). */
+  readonly deliveries: string;
+  /** String with a TTL: the token of the one run of line `line` going on now (renewed while it runs). */
+  running(line: number): string;
 }
 
 export interface UpstreamKeys {
@@ -120,6 +143,16 @@ export interface TenantKeys {
   response(responseId: string): string;
   /** A stored response's output item id → the response's id (for `item_reference`; TTL). */
   responseItem(itemId: string): string;
+  /** An uploaded or produced file's metadata (src/files/file-records.ts; TTL: the file's expiry). */
+  file(fileId: string): string;
+  /** The tenant's files scored by creation time (listing, cursor pagination; TTL renewed by each creation). */
+  readonly files: string;
+  /** A batch (src/batches/batch-store.ts; hash: the Batch object's fields and the runner's cursor; TTL). */
+  batch(batchId: string): string;
+  /** The tenant's batches scored by creation time (listing; TTL renewed by each creation). */
+  readonly batches: string;
+  /** A running batch's line state, all with the batch's TTL and deleted when it ends: see BatchLineKeys. */
+  batchLines(batchId: string): BatchLineKeys;
   /** The tenant's usage of one UTC day (YYYY-MM-DD): a hash of `<model>|<counter>` → total, with a TTL (src/usage). */
   usage(day: string): string;
 }
@@ -212,6 +245,18 @@ export function createRedisKeys(prefix: string = DEFAULT_PREFIX, options: RedisK
         idempotencyResult: (keyHash) => `${tag}:idempotency:${keyHash}:result`,
         response: (responseId) => `${tag}:response:${responseId}`,
         responseItem: (itemId) => `${tag}:response-item:${itemId}`,
+        file: (fileId) => `${tag}:file:${fileId}`,
+        files: `${tag}:files`,
+        batch: (batchId) => `${tag}:batch:${batchId}`,
+        batches: `${tag}:batches`,
+        batchLines: (batchId) => ({
+          done: `${tag}:batch:${batchId}:done`,
+          inFlight: `${tag}:batch:${batchId}:in-flight`,
+          results: `${tag}:batch:${batchId}:results`,
+          segments: `${tag}:batch:${batchId}:segments`,
+          deliveries: `${tag}:batch:${batchId}:deliveries`,
+          running: (line) => `${tag}:batch:${batchId}:run:${line}`,
+        }),
         usage: (day) => `${tag}:usage:${day}`,
       };
     },
@@ -233,6 +278,7 @@ export function createRedisKeys(prefix: string = DEFAULT_PREFIX, options: RedisK
     },
     pauseChannel: `{${name}:upstream}:pauses`,
     busyCounts: `{${name}:upstream}:busy`,
+    fileExpiry: `${prefix}:files:expiry`,
     responseCache: (requestHash) => ({ entry: `{${name}:cache:${requestHash}}:entry`, flight: `{${name}:cache:${requestHash}}:flight` }),
     bullPrefix: prefix,
     replyChannel,

@@ -59,6 +59,8 @@ export interface ReplyBusOptions {
    * Redis without being lost: its add may be in flight. At least the enqueue's own timeout.
    */
   enqueueWindowMs?: number;
+  /** Called at each reconciliation pass that has pending requests to check (metrics). */
+  onReconcile?: (pending: number) => void;
 }
 
 interface Entry {
@@ -84,6 +86,7 @@ export class ReplyBus {
   private reconcileWanted = false;
   private reconciling: Promise<void> | undefined;
   private lostLogged = false;
+  private readonly onReconcile: ((pending: number) => void) | undefined;
 
   constructor(options: ReplyBusOptions) {
     this.commands = options.commands;
@@ -91,6 +94,7 @@ export class ReplyBus {
     this.queue = options.queue;
     this.logger = options.logger;
     this.enqueueWindowMs = options.enqueueWindowMs ?? 10_000;
+    this.onReconcile = options.onReconcile;
     const handlers = { channel: options.channel, onMessage: this.onRawMessage, onLost: this.onLost, onBack: this.onBack };
     const { subscriber } = options;
     if (options.sharded && !(subscriber instanceof Cluster)) throw new Error('sharded reply channels need a Redis Cluster connection');
@@ -181,6 +185,7 @@ export class ReplyBus {
     let ids = [...this.pending.keys()];
     if (ids.length === 0) return;
     this.logger.warn({ pending: ids.length }, 'reconciling pending jobs after reply channel reconnect');
+    this.onReconcile?.(ids.length);
     let delayMs = 100;
     while (ids.length > 0 && !this.closed) {
       const again: string[] = [];

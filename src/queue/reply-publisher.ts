@@ -8,11 +8,11 @@ import { encodeReply, type WireReplyMessage } from './replies.ts';
 import type { CompletionResult, JobResult, StoredResult } from './jobs.ts';
 
 type ErrorResult = Extract<CompletionResult, { kind: 'error' }>;
+type FinalResult = Exclude<CompletionResult, ErrorResult>;
 
 /** A final message whose PUBLISH failed is tried again, with backoff (0.2, 0.4, 0.8, 1.6 s): a failover takes seconds. */
 const FINAL_PUBLISH_ATTEMPTS = 5;
 const FINAL_RETRY_BASE_MS = 200;
-type FinalResult = Exclude<CompletionResult, ErrorResult>;
 
 export interface ReplyPublisherOptions {
   /** Largest message (and chunk batch) sent over pub/sub; a larger JSON body is stored under a key. */
@@ -125,7 +125,11 @@ export class JobReplies {
     return this.unheardSeen;
   }
 
+  /** The last head's headers (x-spillway-deployment, -attempts): the worker's log line reads them. */
+  headHeaders: Record<string, string> | undefined;
+
   head(status: number, headers: Record<string, string>): void {
+    this.headHeaders = headers;
     this.sendPart({ k: 'head', j: this.jobId, a: this.attempt, status, headers }, false);
   }
 

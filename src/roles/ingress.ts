@@ -13,6 +13,11 @@ import { WebhookQueue } from '../webhooks/webhook-queue.ts';
 import { ResponseCache } from '../cache/response-cache.ts';
 import { createFailFastConnection, createPatientConnection, probeRedis, waitForRedis } from './redis.ts';
 import { checkRedisDurability } from './redis-policy.ts';
+import { createFileStorage } from '../files/storage.ts';
+import { FileRecords } from '../files/file-records.ts';
+import { BatchStore } from '../batches/batch-store.ts';
+import { BatchQueue } from '../batches/runner.ts';
+import { UsageCounters } from '../usage/usage-counters.ts';
 import type { RoleContext, RunningRole } from './context.ts';
 
 export interface RunningIngress extends RunningRole {
@@ -32,6 +37,8 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
   const subscriber = createPatientConnection(config.redis, 'spillway-ingress-replies');
   command.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   subscriber.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber error'));
+  ctx.metrics.trackRedis('ingress', command);
+  ctx.metrics.trackRedis('ingress-replies', subscriber);
   // Subscribe only once ready: a SUBSCRIBE racing ioredis's ready check (INFO) breaks the connection.
   await Promise.all([waitForRedis(command, 30_000), waitForRedis(subscriber, 30_000)]);
 
@@ -53,6 +60,7 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
     logger,
     // An enqueue ends (added, or rejected by the command timeout) within commandTimeoutMs.
     enqueueWindowMs: config.redis.commandTimeoutMs + 1_000,
+    onReconcile: () => ctx.metrics.replyReconciliations.inc(),
   });
   await bus.start();
   const probe = probeRedis(command, { intervalMs: REDIS_PROBE_INTERVAL_MS, timeoutMs: config.redis.commandTimeoutMs });
@@ -66,10 +74,11 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
   });
   admission.start();
   // Queue depth for dashboards and KEDA's Prometheus trigger: read when scraped, never on the request path.
-  ctx.metrics.queueDepthSource.read = async () => ({
-    queue: QUEUE_NAMES.completions,
-    counts: await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active'),
-  });
+  // The webhooks queue's `failed` state holds its dead letters.
+  ctx.metrics.queueDepthSource.read = async () => [
+    { queue: QUEUE_NAMES.completions, counts: await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active') },
+    { queue: QUEUE_NAMES.webhooks, counts: await webhooks.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed') },
+  ];
 
   await checkRedisDurability(command, logger);
   // Async jobs: records and Idempotency-Keys on the request connection; cancels enqueue their webhook events.
@@ -79,18 +88,27 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
     webhooks,
     idempotency: new SyncIdempotency(command, keys, queue),
   };
+  // Files and batches: metadata in Redis, bytes in the file storage (a shared directory or S3); batches run in workers.
+  const fileStorage = await createFileStorage(config.files);
+  const fileRecords = new FileRecords(command, keys);
+  const batchQueue = new BatchQueue(command, keys);
+  const filesAndBatches = {
+    files: { storage: fileStorage, records: fileRecords, maxBytes: config.files.maxBytes, ttlSeconds: config.files.ttlSeconds },
+    batches: { store: new BatchStore(command, keys, { retentionSeconds: config.batches.retentionSeconds }), queue: batchQueue, files: fileRecords },
+  };
 
   let draining = false;
-  // The response cache: looked up here (fresh hits, single flight), written by the workers. Spread in, because
-  // IngressDeps (http/app.ts) does not name it yet; app.ts hands its deps on to the completion routes whole.
-  const responseCache = { cache: new ResponseCache(command, keys, logger) };
+  // The response cache: looked up here (fresh hits, single flight), written by the workers.
+  const cache = new ResponseCache(command, keys, logger);
   const app = await buildApp({
     ...ctx,
     bus,
     queue,
     admission,
     jobs,
-    ...responseCache,
+    ...filesAndBatches,
+    cache,
+    usage: new UsageCounters(command, keys, { retentionDays: config.usage.retentionDays }),
     notReadyReason: () => {
       if (draining) return 'draining';
       if (command.status !== 'ready') return 'redis unavailable';
@@ -126,6 +144,8 @@ export async function startIngress(ctx: RoleContext): Promise<RunningIngress> {
       { name: 'admission', close: async () => admission.close(), timeoutMs: 1_000 },
       { name: 'queue', close: () => queue.close(), timeoutMs: 2_000 },
       { name: 'webhook queue', close: () => webhooks.close(), timeoutMs: 2_000 },
+      { name: 'batch queue', close: () => batchQueue.close(), timeoutMs: 2_000 },
+      { name: 'file storage', close: () => fileStorage.close(), timeoutMs: 1_000 },
       { name: 'redis', close: () => Promise.all([command.quit(), subscriber.quit()]), timeoutMs: 2_000, force: () => { command.disconnect(); subscriber.disconnect(); } },
     ],
   };

@@ -1,15 +1,14 @@
 // Composition root of the worker role: provider pools (and the built-in mock), the BullMQ Worker for completions,
 // the cancel listener, an optional /metrics port. Shutdown: stop taking jobs, finish active ones, close.
 import { createServer, type Server } from 'node:http';
-import type { Redis } from 'ioredis';
 import { QUEUE_NAMES, createRedisKeys } from '../queue/keys.ts';
 import { CompletionWorkers } from '../queue/completion-workers.ts';
 import { ReplyPublisher } from '../queue/reply-publisher.ts';
 import { RecentCancels, listenForCancels } from '../queue/cancel.ts';
 import { CompletionJobSchema, type CompletionResult } from '../queue/jobs.ts';
 import { createProviderRuntime, closeProviderRuntimes, type ProviderRuntime } from '../upstream/dispatcher.ts';
-import { createRouter } from '../upstream/routing.ts';
-import { createCompletionProcessor } from '../upstream/completion-processor.ts';
+import { createRouter } from '../catalogue/catalogue.ts';
+import { createCompletionProcessor } from '../worker/completion-processor.ts';
 import { createUpstreamResilience } from '../upstream/resilience.ts';
 import { createFlowControl } from '../upstream/flow-control.ts';
 import { ResponseCache } from '../cache/response-cache.ts';
@@ -20,8 +19,19 @@ import { JobStore } from '../queue/job-store.ts';
 import { WebhookQueue } from '../webhooks/webhook-queue.ts';
 import { startWebhookWorker } from '../webhooks/delivery-worker.ts';
 import { AsyncJobs } from '../worker/async-jobs.ts';
+import { createFileStorage } from '../files/storage.ts';
+import { FileRecords } from '../files/file-records.ts';
+import { startFileSweeper } from '../files/sweeper.ts';
+import { BatchStore } from '../batches/batch-store.ts';
+import { BatchLines } from '../batches/batch-lines.ts';
+import { startBatchRunner } from '../batches/runner.ts';
+import { batchWebhookSource } from '../batches/webhook-source.ts';
+import { CompletionQueue } from '../queue/completion-queue.ts';
+import { AdmissionGate } from '../admission/gate.ts';
 import { createPatientConnection, waitForRedis } from './redis.ts';
 import { checkRedisDurability } from './redis-policy.ts';
+import { UsageCounters, UsageRecorder } from '../usage/usage-counters.ts';
+import { createJobReporter } from '../usage/job-report.ts';
 import type { RoleContext, RunningRole } from './context.ts';
 
 export interface RunningWorker extends RunningRole {
@@ -53,6 +63,9 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   for (const redis of [connection, publisherRedis, cancelSubscriber]) {
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   }
+  metrics.trackRedis('worker', connection);
+  metrics.trackRedis('worker-replies', publisherRedis);
+  metrics.trackRedis('worker-cancels', cancelSubscriber);
   const publisher = new ReplyPublisher(publisherRedis, keys, {
     inlineReplyBytes: config.redis.inlineReplyBytes,
     // A stored body or a parked final answer waits this long for the ingress to read it (reconciliation included).
@@ -85,7 +98,15 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   // Async jobs: their records, and the `webhooks` queue that carries their events (produced and consumed here).
   const jobStore = new JobStore(connection, keys, { retentionSeconds: config.jobs.asyncRetentionSeconds });
   const webhookQueue = new WebhookQueue({ connection, keys, maxAttempts: config.webhooks.maxAttempts, keepSeconds: config.jobs.asyncRetentionSeconds });
-  const asyncJobs = new AsyncJobs({ store: jobStore, webhooks: webhookQueue, redis: connection, keys, config, logger, leaseTtlMs: config.worker.lockDurationMs });
+  // Batches: their lines' results are recorded into the batch (src/batches/batch-lines.ts), their bytes in the file storage.
+  const fileStorage = await createFileStorage(config.files);
+  const fileRecords = new FileRecords(connection, keys);
+  const batchStore = new BatchStore(connection, keys, { retentionSeconds: config.batches.retentionSeconds });
+  const asyncJobs = new AsyncJobs({ store: jobStore, webhooks: webhookQueue, redis: connection, keys, config, logger, leaseTtlMs: config.worker.lockDurationMs, batchLines: new BatchLines(batchStore, logger, Math.max(3 * config.worker.lockDurationMs, 5_000)) });
+  // Answered jobs' usage, added up in memory and written to the daily counters once a second (GET /v1/usage).
+  const usage = new UsageRecorder(new UsageCounters(connection, keys, { retentionDays: config.usage.retentionDays }), {
+    onError: (err) => logger.warn({ err: String(err) }, 'writing usage counters failed; kept for the next write'),
+  });
   const processor = createCompletionProcessor({
     providers,
     router: createRouter(config),
@@ -103,7 +124,13 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     // A lease lives as long as a job's lock: a SIGKILLed worker's tenant slots come back as soon as its jobs do.
     budgets: new WorkerBudgets({ redis: connection, keys, config, leaseTtlMs: config.worker.lockDurationMs }),
     asyncJobs,
+    // Each job's log line, tokens and cost, and its tenant's daily usage counters (GET /v1/usage).
+    report: createJobReporter({ config, metrics, logger, usage }),
   });
+  // Read when /metrics is scraped: each deployment's breaker as this worker holds it, each provider's undici pool.
+  const deployments = [...new Map(config.models.flatMap((m) => m.route).map((t) => [`${t.provider}/${t.model}`, t])).entries()];
+  metrics.breakerSource.read = () => deployments.map(([deployment, t]) => ({ provider: t.provider, deployment, state: resilience.breakers.state(t.provider, t.model) }));
+  metrics.poolSource.read = () => [...providers.values()].map((p) => ({ provider: p.id, stats: p.pool.stats }));
   // Jobs finished per second across the pool, read by the ingresses' load shedding (one INCRBY a second, not per job).
   const drainMeter = createDrainMeter(connection, keys, QUEUE_NAMES.completions);
 
@@ -161,8 +188,26 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   void worker.run().catch((err: unknown) => logger.error({ err }, 'worker loop stopped'));
   await worker.waitUntilReady();
   await checkRedisDurability(connection, logger);
-  // `as Redis`: on Redis Cluster this is a Cluster, which BullMQ accepts; delivery-worker.ts's option type is narrower.
-  const webhookWorker = await startWebhookWorker({ connection: connection as Redis, keys, store: jobStore, config, logger, name: ctx.instanceId });
+  const webhookWorker = await startWebhookWorker({ connection, keys, store: jobStore, config, logger, name: ctx.instanceId, batches: batchWebhookSource(batchStore) });
+  // The batch drivers feed lines to the completions queue with priorities from an admission gate of their own (the
+  // `batch` class, the tenant's async fair-share clock), as the ingress does for async jobs.
+  const lineQueue = new CompletionQueue({ connection, keys, keepCompletedSeconds: config.jobs.keepCompletedSeconds, keepFailedSeconds: config.jobs.keepFailedSeconds });
+  const lineAdmission = new AdmissionGate({ redis: connection, keys, config, logger });
+  lineAdmission.start();
+  const batchRunner = await startBatchRunner({
+    connection,
+    keys,
+    deps: { config, store: batchStore, storage: fileStorage, queue: lineQueue, admission: lineAdmission, router: createRouter(config), logger, webhooks: webhookQueue, files: fileRecords },
+    logger,
+    concurrency: config.batches.concurrency,
+    lockDurationMs: config.worker.lockDurationMs,
+    stalledIntervalMs: config.worker.stalledIntervalMs,
+    name: ctx.instanceId,
+  });
+  const fileSweeper = startFileSweeper(fileRecords, fileStorage, config.files.sweepIntervalMs, logger);
+  // BullMQ sets finishedOn only on a delivery's last failure (dead-lettered or stopped); earlier ones are retried.
+  webhookWorker.worker.on('completed', (_job, outcome) => metrics.webhookDeliveries.inc({ outcome }));
+  webhookWorker.worker.on('failed', (job) => metrics.webhookDeliveries.inc({ outcome: job?.finishedOn ? 'failed' : 'retrying' }));
   logger.info({ concurrency: config.worker.concurrency, providers: [...providers.keys()] }, 'worker started');
 
   const metricsServer = config.worker.metricsPort > 0 ? await serveMetrics(ctx, config.worker.metricsPort) : undefined;
@@ -170,9 +215,16 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   return {
     worker,
     steps: [
+      // First: a driver hands its batch back at once (another worker resumes it), then its lines finish with the rest.
+      { name: 'batch drivers', close: () => batchRunner.close(), timeoutMs: 5_000, force: () => void batchRunner.worker.close(true) },
       { name: 'worker (active jobs)', close: () => worker.close(), timeoutMs: grace, force: () => void worker.close(true) },
+      { name: 'usage counters', close: () => usage.close(), timeoutMs: 2_000 },
       { name: 'webhook deliveries', close: () => webhookWorker.close(), timeoutMs: config.webhooks.timeoutMs + 2_000, force: () => void webhookWorker.close(true) },
       { name: 'webhook queue', close: () => webhookQueue.close(), timeoutMs: 2_000 },
+      { name: 'batch line queue', close: () => lineQueue.close(), timeoutMs: 2_000 },
+      { name: 'batch admission', close: async () => lineAdmission.close(), timeoutMs: 1_000 },
+      { name: 'file sweeper', close: () => fileSweeper.close(), timeoutMs: 5_000 },
+      { name: 'file storage', close: () => fileStorage.close(), timeoutMs: 1_000 },
       { name: 'cancel listener', close: () => stopListening(), timeoutMs: 2_000 },
       { name: 'breakers and health checks', close: () => resilience.close(), timeoutMs: 2_000 },
       { name: 'pauses and routing state', close: () => flow.close(), timeoutMs: 2_000 },

@@ -1,12 +1,13 @@
 // One call to one deployment, as the route walk makes it: the request out, the answer read under its size caps, a stream
 // relayed event by event as it arrives (and, for the response cache, kept while it stays under the entry cap).
 // Never retries and never chooses a target: route-walk.ts does both.
+import { isForcedUsageChunk } from './usage-request.ts';
 import type { Dispatcher } from 'undici';
 import type { CompletionJob, CompletionResult } from '../queue/jobs.ts';
 import type { JobReplies } from '../queue/reply-publisher.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
-import type { RouteTarget } from './routing.ts';
+import type { RouteTarget } from '../catalogue/catalogue.ts';
 import { isStreamFailure, type UpstreamRequest } from './providers/adapter.ts';
 import { discardBody, readBodyCapped, SMALL_BODY_LIMIT } from './providers/openai/response.ts';
 import { deadlineFailure, failureFromNetworkError, protocolFailure, tooLargeFailure, type UpstreamFailure } from './providers/openai/errors.ts';
@@ -154,11 +155,13 @@ async function relayStream(
   let usage: unknown;
   const capture = ctx.capture;
   const end = await provider.adapter.readStream(body, provider.maxResponseBytes, { body: job.body, model: target.model }, (data) => {
+    // Usage rides on the last chunk (stream_options.include_usage); parse only the chunk that carries it.
+    if (data.includes('"usage":{')) usage = safeUsage(data);
+    // Asked for the token budget only: the client's stream stays as it asked (src/upstream/usage-request.ts).
+    if (isForcedUsageChunk(job.body, data)) return;
     if (replies.chunkCount === 0) replies.head(status, { 'content-type': 'text/event-stream; charset=utf-8', ...ctx.headHeaders });
     replies.chunk(data);
     if (capture !== undefined && !capture.overflow) keep(capture, data);
-    // Usage rides on the last chunk (stream_options.include_usage); parse only the chunk that carries it.
-    if (data.includes('"usage":{')) usage = safeUsage(data);
   });
   if (isStreamFailure(end)) {
     // An error the provider reported inside the stream (Anthropic's `event: error`): an abort may also end it.

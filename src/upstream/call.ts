@@ -7,7 +7,7 @@ import type { CompletionJob, CompletionResult } from '../queue/jobs.ts';
 import type { JobReplies } from '../queue/reply-publisher.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
-import type { RouteTarget } from './routing.ts';
+import type { RouteTarget } from '../catalogue/catalogue.ts';
 import type { BreakerRegistry } from './breakers.ts';
 import type { DeploymentPauses } from './pauses.ts';
 import type { PoolLimits } from './pool-limits.ts';
@@ -73,6 +73,7 @@ export async function callUpstream(
   const cache = job.cache;
   const trace: CallTrace = {
     calls: 0,
+    queueWaitMs: Math.max(0, Date.now() - job.enqueuedAt),
     tried: [],
     capture: cache !== undefined && deps.cache !== undefined && job.stream ? { maxBytes: cache.maxEntryBytes, chunks: [], bytes: 0, overflow: false } : undefined,
   };
@@ -84,7 +85,7 @@ export async function callUpstream(
     const end = await walkStage(deps, job, stages[i]!, replies, signal, trace);
     if (end.answered !== undefined) {
       const { result, target } = end.answered;
-      const headers = { 'x-spillway-deployment': deploymentName(target), 'x-spillway-attempts': String(trace.calls) };
+      const headers = { 'x-spillway-deployment': deploymentName(target), 'x-spillway-attempts': String(trace.calls), 'x-spillway-queue-wait-ms': String(trace.queueWaitMs) };
       const answered: CompletionResult = result.kind === 'body' ? { ...result, headers: { ...result.headers, ...headers } } : result;
       if (cache !== undefined && deps.cache !== undefined) await storeAnswer(deps.cache, deps.logger, cache, answered, trace.capture);
       return answered;
@@ -109,6 +110,8 @@ export async function callUpstream(
   }
   const streamStarted = replies.chunkCount > 0;
   if (cache !== undefined && deps.cache !== undefined) {
+    // Identical requests waiting for this one run their own now (a stale answer is this request's alone).
+    await deps.cache.release(cache).catch((err: unknown) => deps.logger.warn({ err: String(err) }, 'releasing a cache flight failed'));
     if (!streamStarted && servedByStale(failure)) {
       const stale = await deps.cache.readStale(cache).catch((err: unknown) => {
         deps.logger.warn({ err: String(err) }, 'reading the stale cache failed');
@@ -120,8 +123,6 @@ export async function callUpstream(
         return replayCached(stale, replies, { 'x-spillway-cache': 'stale', 'x-spillway-attempts': String(trace.calls) });
       }
     }
-    // Identical requests waiting for this one run their own now.
-    await deps.cache.release(cache).catch((err: unknown) => deps.logger.warn({ err: String(err) }, 'releasing a cache flight failed'));
   }
   // An error names what was tried in its message; its headers stay what a client SDK reads (Retry-After).
   return failure === undefined && openMs !== undefined ? allOpenResult(openMs, trace.tried) : finalError(failure, streamStarted, trace.tried);

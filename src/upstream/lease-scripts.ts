@@ -28,6 +28,15 @@ function commands(redis: Redis | Cluster): LeaseCommands {
   return redis as unknown as LeaseCommands;
 }
 
+/**
+ * Defines the scripts on a connection now. Call it when a component is built, before traffic: ioredis's
+ * auto-pipelining copies custom commands into a pipeline when it creates it, so a command defined while an
+ * auto-pipeline is pending would be missing from that pipeline (a TypeError thrown inside ioredis).
+ */
+export function defineUpstreamScripts(redis: Redis | Cluster): void {
+  commands(redis);
+}
+
 /** The half-open probe decision (breaker-probe.lua): `probe`, or how long the pool holds it `open` / another worker is `probing`. */
 export type ProbeLease = { kind: 'probe' } | { kind: 'open'; ms: number } | { kind: 'probing'; ms: number };
 

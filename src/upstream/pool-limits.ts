@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Endpoint } from '../config/schema.ts';
 import type { RedisKeys } from '../queue/keys.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
-import { acquireUpstream } from './lease-scripts.ts';
+import { acquireUpstream, defineUpstreamScripts } from './lease-scripts.ts';
 import { admissionCommands } from '../admission/scripts.ts';
 import { estimateTokens } from '../admission/tokens.ts';
 import { DEFAULT_ESTIMATED_COMPLETION_TOKENS, oneSecondsWorth } from '../admission/limits.ts';
@@ -48,6 +48,9 @@ export class PoolLimits {
 
   constructor(options: PoolLimitsOptions) {
     this.o = options;
+    // Before traffic (see defineUpstreamScripts): the acquire script here, the lease renewal and settlement of admission's.
+    defineUpstreamScripts(options.redis);
+    admissionCommands(options.redis);
   }
 
   /** Whether calls to this provider are counted pool-wide (memory only). */

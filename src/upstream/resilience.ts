@@ -7,6 +7,7 @@ import type { BreakerKeys } from '../queue/keys.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
 import { BreakerRegistry } from './breakers.ts';
 import { HealthCheckRunner } from './health-checks.ts';
+import { defineUpstreamScripts } from './lease-scripts.ts';
 
 export interface UpstreamResilienceDeps {
   /** A command connection (probe and health leases, open keys, nudges). */
@@ -31,6 +32,8 @@ export interface UpstreamResilience {
 }
 
 export function createUpstreamResilience(deps: UpstreamResilienceDeps): UpstreamResilience {
+  // The probe and health-lease scripts are defined before traffic (see defineUpstreamScripts).
+  defineUpstreamScripts(deps.redis);
   const deployments = deps.models.flatMap((model) => model.route);
   const common = { redis: deps.redis, keys: deps.keys, instanceId: deps.instanceId, logger: deps.logger };
   const breakers = new BreakerRegistry({ ...common, subscriber: deps.subscriber, deployments, settings: (id) => deps.providers.get(id)?.circuitBreaker });

@@ -6,7 +6,7 @@ import type { CompletionJob, CompletionResult } from '../queue/jobs.ts';
 import type { JobReplies } from '../queue/reply-publisher.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { ProviderRuntime } from './dispatcher.ts';
-import type { RouteTarget } from './routing.ts';
+import type { RouteTarget } from '../catalogue/catalogue.ts';
 import type { RouteStage, RoutingState } from './routing-state.ts';
 import type { DeploymentPauses } from './pauses.ts';
 import type { LimitPermit, PoolLimits } from './pool-limits.ts';
@@ -31,6 +31,8 @@ export interface WalkDeps {
 /** What the walks of one job share: calls made so far (x-spillway-attempts) and every deployment tried or skipped. */
 export interface CallTrace {
   calls: number;
+  /** Time the job waited before its call began (admission delay, queue, waits for a paused deployment): a header. */
+  queueWaitMs: number;
   tried: Tried[];
   capture: StreamCapture | undefined;
 }
@@ -101,7 +103,7 @@ export async function walkStage(deps: WalkDeps, job: CompletionJob, stage: Route
     if (failed !== undefined) countMoveOn(deps, job, failed, target);
     failed = undefined;
     trace.calls++;
-    const headHeaders = { 'x-spillway-deployment': deploymentName(target), 'x-spillway-attempts': String(trace.calls) };
+    const headHeaders = { 'x-spillway-deployment': deploymentName(target), 'x-spillway-attempts': String(trace.calls), 'x-spillway-queue-wait-ms': String(trace.queueWaitMs) };
     const call = () => attemptOnce({ metrics: deps.metrics, headHeaders, capture: trace.capture }, job, target, provider, request, replies, signal);
     deps.routing?.callStarted(target);
     const started = performance.now();

@@ -2,7 +2,7 @@
 // signals the strategies read: latency to the response head (an EWMA per deployment, this worker's own measurements)
 // and calls in flight (busy-counts.ts, shared by the pool). Memory only: planning a route never calls Redis.
 import type { Config, Endpoint, ModelConfig } from '../config/schema.ts';
-import type { RouteTarget } from './routing.ts';
+import type { RouteTarget } from '../catalogue/catalogue.ts';
 import { deploymentId } from './breakers.ts';
 import type { BusyCounts } from './busy-counts.ts';
 import { orderTargets, type RouteSignals } from './strategies.ts';

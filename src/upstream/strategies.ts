@@ -1,7 +1,7 @@
 // Route ordering per model (`models[].strategy`): which target a request tries first, and the order of the rest.
 // Pure: the signals (calls in flight, latencies) and the random source are handed in, so every rule is testable alone.
 import type { RoutingStrategy } from '../config/schema.ts';
-import type { RouteTarget } from './routing.ts';
+import type { RouteTarget } from '../catalogue/catalogue.ts';
 
 export interface RouteSignals {
   /** Calls in flight to the deployment across the pool (least-busy). */

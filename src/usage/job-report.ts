@@ -1,12 +1,12 @@
 // What a finished completion job leaves behind in the worker: its one log line (request id, tenant, model, deployment,
 // attempts, queue wait, time taken, tokens, status), its token and cost metrics, and its tenant's daily usage counters.
-// Never throws and never delays the job: the usage write runs in the background and a failure is only logged.
+// Never throws and never delays the job: no I/O here (the usage counters are added up in memory and written apart).
 import type { Logger } from 'pino';
 import type { Config, ModelPrice, PriorityClass } from '../config/schema.ts';
 import type { CompletionJob, CompletionResult } from '../queue/jobs.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { costUsd, tokensOfResult } from './token-usage.ts';
-import type { UsageCounters } from './usage-counters.ts';
+import type { UsageRecorder } from './usage-counters.ts';
 
 export type JobOutcome = 'ok' | 'error' | 'expired' | 'cancelled';
 
@@ -29,7 +29,7 @@ export interface JobReporterDeps {
   metrics: Metrics;
   logger: Logger;
   /** Absent: no usage counters (GET /v1/usage shows nothing), metrics and the log line only. */
-  usage?: UsageCounters;
+  usage?: UsageRecorder;
 }
 
 export function createJobReporter(deps: JobReporterDeps): JobReporter {
@@ -58,9 +58,7 @@ export function createJobReporter(deps: JobReporterDeps): JobReporter {
         metrics.costUsd.inc(labels, cost);
       }
       const answered = outcome === 'ok' && result !== undefined && result.kind !== 'error' && !fromCache;
-      if (answered && deps.usage !== undefined) {
-        deps.usage.record(job.tenant, job.model, now, tokens, cost).catch((err: unknown) => logger.warn({ err: String(err), reqId: job.requestId, jobId }, 'recording usage failed'));
-      }
+      if (answered) deps.usage?.record(job.tenant, job.model, now, tokens, cost);
       const status = result === undefined ? undefined : result.kind === 'stream' ? 200 : result.status;
       const attempts = headers['x-spillway-attempts'];
       const line = {
@@ -76,6 +74,7 @@ export function createJobReporter(deps: JobReporterDeps): JobReporter {
         deployment: headers['x-spillway-deployment'],
         attempts: attempts === undefined ? undefined : Number(attempts),
         cache: headers['x-spillway-cache'],
+        error: result?.kind === 'error' ? (result.error.code ?? result.error.type) : undefined,
         queueWaitMs: Math.max(0, takenAt - job.enqueuedAt),
         // From the worker taking the job to its end: upstream calls, retries and the waits between them.
         upstreamMs: Math.max(0, now - takenAt),

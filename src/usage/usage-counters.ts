@@ -1,6 +1,6 @@
 // Daily usage counters in Redis: per tenant, UTC day and public model, the requests answered, their tokens and their
-// cost. One hash per tenant and day under the tenant's hash tag, written once per finished job, with a TTL: nothing
-// grows without bound. Never holds a job up: a failed write is the caller's to log.
+// cost. One hash per tenant and day under the tenant's hash tag, with a TTL: nothing grows without bound. A worker
+// adds its jobs up in memory and writes them once a second (UsageRecorder): never a Redis call on a job's path.
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisKeys } from '../queue/keys.ts';
 import type { TokenCounts } from './token-usage.ts';
@@ -50,22 +50,30 @@ export class UsageCounters {
     this.ttlSeconds = (options.retentionDays + 1) * SECONDS_PER_DAY;
   }
 
-  /** Adds one answered request to its tenant's day (one MULTI of a single slot: safe on Redis Cluster). */
-  async record(tenant: string, model: string, atMs: number, tokens: TokenCounts | undefined, costUsd: number): Promise<void> {
-    const key = this.keys.tenantKeys(tenant).usage(utcDay(atMs));
-    const field = (name: Field) => `${model}|${name}`;
-    const multi = this.redis.multi().hincrby(key, field('requests'), 1);
-    if (tokens !== undefined) {
-      if (tokens.prompt > 0) multi.hincrby(key, field('prompt'), tokens.prompt);
-      if (tokens.completion > 0) multi.hincrby(key, field('completion'), tokens.completion);
-      if (tokens.cached > 0) multi.hincrby(key, field('cached'), tokens.cached);
-    }
-    const nano = Math.round(costUsd * 1e9);
-    if (nano > 0) multi.hincrby(key, field('cost_nusd'), nano);
-    multi.expire(key, this.ttlSeconds);
-    const replies = await multi.exec();
-    const failed = replies?.find(([err]) => err !== null);
-    if (failed) throw failed[0];
+  /**
+   * Adds counts to tenants' days: `batch` maps a tenant's day key (usageKey) to its fields' increments. One MULTI per
+   * key (one slot: safe on Redis Cluster), all sent at once. Returns the keys whose write failed (nothing of them was
+   * written: a MULTI is all or nothing).
+   */
+  async add(batch: ReadonlyMap<string, ReadonlyMap<string, number>>): Promise<{ failed: string[]; error: unknown }> {
+    const keys = [...batch.keys()];
+    const results = await Promise.allSettled(
+      keys.map(async (key) => {
+        const multi = this.redis.multi();
+        for (const [field, by] of batch.get(key)!) multi.hincrby(key, field, by);
+        const replies = await multi.expire(key, this.ttlSeconds).exec();
+        const failed = replies === null ? new Error('transaction aborted') : replies.find(([err]) => err !== null)?.[0];
+        if (failed) throw failed;
+      }),
+    );
+    const failed = keys.filter((_, i) => results[i]!.status === 'rejected');
+    const firstError = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason;
+    return { failed, error: firstError };
+  }
+
+  /** The key of a tenant's UTC day. */
+  usageKey(tenant: string, atMs: number): string {
+    return this.keys.tenantKeys(tenant).usage(utcDay(atMs));
   }
 
   /** A tenant's totals per day and model over `days` (YYYY-MM-DD); days without usage are absent. */
@@ -115,4 +123,73 @@ function parseDay(hash: Record<string, string>): Map<string, UsageTotals> {
     }
   }
   return byModel;
+}
+
+/** How often a worker writes what its jobs added up. */
+export const USAGE_FLUSH_MS = 1_000;
+
+/**
+ * A worker's side: each answered job is added up in memory per tenant day and model, and written once a second (and
+ * at close). A write that fails is kept and merged into the next one; a worker killed outright loses at most the last
+ * second's counts.
+ */
+export class UsageRecorder {
+  private readonly counters: UsageCounters;
+  private readonly onError: (err: unknown) => void;
+  private pending = new Map<string, Map<string, number>>();
+  private readonly timer: NodeJS.Timeout;
+  private flushing: Promise<void> | undefined;
+
+  constructor(counters: UsageCounters, options: { flushMs?: number; onError: (err: unknown) => void }) {
+    this.counters = counters;
+    this.onError = options.onError;
+    this.timer = setInterval(() => void this.flush(), options.flushMs ?? USAGE_FLUSH_MS);
+    this.timer.unref();
+  }
+
+  /** Counts one answered request (no I/O). */
+  record(tenant: string, model: string, atMs: number, tokens: TokenCounts | undefined, costUsd: number): void {
+    const key = this.counters.usageKey(tenant, atMs);
+    let fields = this.pending.get(key);
+    if (fields === undefined) this.pending.set(key, (fields = new Map()));
+    const add = (name: Field, by: number) => {
+      if (by > 0) fields.set(`${model}|${name}`, (fields.get(`${model}|${name}`) ?? 0) + by);
+    };
+    add('requests', 1);
+    if (tokens !== undefined) {
+      add('prompt', tokens.prompt);
+      add('completion', tokens.completion);
+      add('cached', tokens.cached);
+    }
+    add('cost_nusd', Math.round(costUsd * 1e9));
+  }
+
+  /** Writes what was added up since the last write; one write at a time. */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  /** Stops the timer and writes the rest. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flushing;
+    await this.flush();
+  }
+
+  private async write(): Promise<void> {
+    const batch = this.pending;
+    if (batch.size === 0) return;
+    this.pending = new Map();
+    const { failed, error } = await this.counters.add(batch);
+    if (failed.length === 0) return;
+    // Kept for the next write (a failed MULTI wrote nothing): Redis may be back by then.
+    for (const key of failed) {
+      const into = this.pending.get(key) ?? this.pending.set(key, new Map()).get(key)!;
+      for (const [field, by] of batch.get(key)!) into.set(field, (into.get(field) ?? 0) + by);
+    }
+    this.onError(error);
+  }
 }

@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.ts';
 import { QUEUE_NAMES, type RedisKeys } from '../queue/keys.ts';
 import type { DeliveryAttempt, JobStore, TerminalStatus } from '../queue/job-store.ts';
 import { buildJobEvent } from './events.ts';
+import { deliverBatchEvent, type BatchWebhookSource } from './batch-events.ts';
 import { responseEventFor } from '../responses/webhook-event.ts';
 import { createSigner, type Sign } from './signing.ts';
 import { createDeliveryClient, type DeliveryClient } from './deliver.ts';
@@ -24,6 +25,8 @@ export interface WebhookProcessorDeps {
   signers: ReadonlyMap<string, Sign>;
   includeJob: boolean;
   logger: Logger;
+  /** Batches' events (subject `batch`); absent: such deliveries are skipped. */
+  batches?: BatchWebhookSource;
 }
 
 export function signersFor(config: Config): Map<string, Sign> {
@@ -40,6 +43,10 @@ export function createWebhookProcessor(deps: WebhookProcessorDeps): (job: Job<We
     if (!parsed.success) {
       deps.logger.error({ deliveryId: job.id }, 'malformed webhook job');
       throw new UnrecoverableError('malformed webhook job');
+    }
+    if (parsed.data.subject === 'batch') {
+      if (deps.batches === undefined) return 'skipped';
+      return deliverBatchEvent({ batches: deps.batches, client: deps.client, signers: deps.signers, logger: deps.logger }, job, parsed.data);
     }
     const { tenant, jobId, status, manual } = parsed.data;
     const log = () => deps.logger.child({ tenant, jobId, deliveryId: job.id });
@@ -94,6 +101,8 @@ export interface WebhookWorkerOptions {
   name: string;
   /** For tests: DNS resolution at connection time. */
   resolveAll?: ResolveAll;
+  /** Batches' events (src/batches/webhook-source.ts). */
+  batches?: BatchWebhookSource;
 }
 
 export interface RunningWebhookWorker {
@@ -111,7 +120,7 @@ export async function startWebhookWorker(options: WebhookWorkerOptions): Promise
     maxResponseBytes: settings.maxResponseBytes,
     ...(options.resolveAll === undefined ? {} : { resolveAll: options.resolveAll }),
   });
-  const processor = createWebhookProcessor({ store, client, signers: signersFor(config), includeJob: settings.includeJob, logger });
+  const processor = createWebhookProcessor({ store, client, signers: signersFor(config), includeJob: settings.includeJob, logger, ...(options.batches === undefined ? {} : { batches: options.batches }) });
   const worker = new Worker<WebhookJob, DeliveryOutcome>(QUEUE_NAMES.webhooks, processor, {
     connection: options.connection,
     prefix: options.keys.bullPrefix,

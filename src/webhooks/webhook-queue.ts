@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { QUEUE_NAMES, type RedisKeys } from '../queue/keys.ts';
 import type { TerminalStatus } from '../queue/job-store.ts';
 import { eventIdFor, eventTypeFor } from './events.ts';
+import { BATCH_TO_JOB_STATUS, batchEventId, type BatchFinalStatus } from './batch-events.ts';
 
 export const WEBHOOK_JOB_VERSION = 1;
 
@@ -17,6 +18,11 @@ export const WebhookJobSchema = z.strictObject({
   status: z.enum(['succeeded', 'failed', 'cancelled', 'expired']),
   /** Asked for by hand (POST /v1/jobs/{id}/deliveries/retry): sent even if an earlier delivery succeeded. */
   manual: z.boolean(),
+  /**
+   * `batch`: the event of a batch (src/webhooks/batch-events.ts): `jobId` is the batch's id and `status` its final
+   * status mapped onto a job's (BATCH_TO_JOB_STATUS). Absent: an async job's event.
+   */
+  subject: z.literal('batch').optional(),
 });
 export type WebhookJob = z.infer<typeof WebhookJobSchema>;
 
@@ -52,6 +58,12 @@ export class WebhookQueue {
   async enqueue(tenant: string, jobId: string, status: TerminalStatus): Promise<void> {
     const data: WebhookJob = { v: WEBHOOK_JOB_VERSION, tenant, jobId, status, manual: false };
     await this.queue.add('delivery', data, { ...this.jobOptions, jobId: eventIdFor(jobId, eventTypeFor(status)) });
+  }
+
+  /** Enqueues the delivery of a batch's final event; its id is the event's (a second enqueue adds nothing). */
+  async enqueueBatch(tenant: string, batchId: string, status: BatchFinalStatus): Promise<void> {
+    const data: WebhookJob = { v: WEBHOOK_JOB_VERSION, tenant, jobId: batchId, status: BATCH_TO_JOB_STATUS[status], manual: false, subject: 'batch' };
+    await this.queue.add('delivery', data, { ...this.jobOptions, jobId: batchEventId(batchId, status) });
   }
 
   /** Sends the event again with a fresh set of attempts (the event id, the receiver's deduplication key, stays). */

@@ -12,6 +12,7 @@ import { acquireLease, holdLease, type LeaseHolder } from '../admission/leases.t
 import { resolveTenantLimits, type TenantLimits } from '../admission/limits.ts';
 import { estimateTokens } from '../admission/tokens.ts';
 import type { AdmissionRedis } from '../admission/scripts.ts';
+import { isBatchLine, type BatchLines } from '../batches/batch-lines.ts';
 
 export type AsyncSlot = { granted: true; lease: LeaseHolder | undefined; tokens: number | undefined } | { granted: false; retryInMs: number };
 
@@ -24,6 +25,8 @@ export interface AsyncJobsOptions {
   logger: Logger;
   /** Lease TTL for the tenant's concurrency slots (the worker's lock duration). */
   leaseTtlMs: number;
+  /** Batch lines (jobs carrying `batch`): recorded into their batch instead of a job record (src/batches/batch-lines.ts). */
+  batchLines?: BatchLines;
 }
 
 export class AsyncJobs {
@@ -39,8 +42,14 @@ export class AsyncJobs {
    * The tenant's budgets for one run of the job: a concurrency slot out of its async share of maxConcurrent, then its
    * rpm/tpm budgets, taken only if free now (maxQueueWait 0: nothing is reserved ahead, so the tenant's synchronous
    * requests, which may reserve future slots, keep their place). Refused: the job waits `retryInMs`, delayed.
+   * A batch line also takes its line's run lease first (src/batches/batch-lines.ts): one run of a line at a time.
    */
   async acquire(job: CompletionJob, jobId: string): Promise<AsyncSlot> {
+    if (isBatchLine(job) && this.options.batchLines !== undefined) return this.options.batchLines.withRunLease(job, () => this.acquireBudgets(job, jobId));
+    return this.acquireBudgets(job, jobId);
+  }
+
+  private async acquireBudgets(job: CompletionJob, jobId: string): Promise<AsyncSlot> {
     const { redis, keys, config, leaseTtlMs } = this.options;
     const limits = this.limits.get(job.tenant);
     if (limits === undefined) return { granted: true, lease: undefined, tokens: undefined };
@@ -68,6 +77,7 @@ export class AsyncJobs {
 
   /** Marks the job running. Not run when it already ended (cancelled meanwhile, or finished by a run that then died). */
   async begin(job: CompletionJob, jobId: string): Promise<{ run: true } | { run: false; returnValue: JobResult }> {
+    if (isBatchLine(job) && this.options.batchLines !== undefined) return this.options.batchLines.begin(job, jobId);
     const outcome = await this.options.store.markRunning(job.tenant, jobId);
     if (outcome.changed) return { run: true };
     if (outcome.current === undefined) {
@@ -84,12 +94,14 @@ export class AsyncJobs {
    * (Redis restarted, or the worker stalled) and the job must run again: it must not complete with a cancel.
    */
   async wasCancelled(job: CompletionJob, jobId: string): Promise<boolean> {
+    if (isBatchLine(job) && this.options.batchLines !== undefined) return this.options.batchLines.wasCancelled(job);
     const record = await this.options.store.get(job.tenant, jobId);
     return record === undefined || record.status === 'cancelled';
   }
 
   /** Records the upstream's answer as the job's result (succeeded) or error (failed); returns the job's return value. */
   async finish(job: CompletionJob, jobId: string, result: CompletionResult): Promise<JobResult> {
+    if (isBatchLine(job) && this.options.batchLines !== undefined) return this.options.batchLines.finish(job, jobId, result);
     if (result.kind === 'error') {
       await this.end(job.tenant, jobId, 'failed', { statusCode: result.status, error: result.error });
       return result;
@@ -105,6 +117,7 @@ export class AsyncJobs {
   }
 
   expire(job: CompletionJob, jobId: string): Promise<void> {
+    if (isBatchLine(job) && this.options.batchLines !== undefined) return this.options.batchLines.expire(job);
     return this.end(job.tenant, jobId, 'expired', {
       error: { message: 'The job did not start before it expired.', type: 'timeout_error', param: null, code: 'job_expired' },
     });
@@ -112,6 +125,7 @@ export class AsyncJobs {
 
   /** A job BullMQ failed outside the processor (stalled too often, a bug): recorded as failed, its event sent. */
   failed(job: CompletionJob, jobId: string): Promise<void> {
+    if (isBatchLine(job) && this.options.batchLines !== undefined) return this.options.batchLines.failed(job, jobId);
     return this.end(job.tenant, jobId, 'failed', {
       statusCode: 502,
       error: { message: 'The job failed in the broker before an answer was produced.', type: 'api_error', param: null, code: 'job_failed' },

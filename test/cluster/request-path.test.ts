@@ -1,6 +1,7 @@
 // The core request path on a real Redis Cluster (3 masters + 3 replicas), Spillway in split mode with 6 queue shards:
-// chat JSON and streams through the official openai client, cancellation, and where the work lands (every shard, every
-// master; each ingress's replies on sharded pub/sub in its own slot, each script in one slot).
+// chat JSON, streams and a stored (too large for pub/sub) answer through the official openai client, cancellation, and
+// where the work lands (every shard, every master; admission in the tenant's slot; each ingress's replies on sharded
+// pub/sub in a slot of its own).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.ts';
@@ -22,7 +23,12 @@ beforeAll(async () => {
     workers: 2,
     // Budgets far above what the tests send, and fair share: every request runs the admission script and the
     // concurrency lease scripts, each of which must touch one slot only (the tenant's).
-    config: { tenantDefaults: { rpm: 600_000, tpm: 100_000_000, maxConcurrent: 64 }, server: { fairShare: 'on' } },
+    config: {
+      tenantDefaults: { rpm: 600_000, tpm: 100_000_000, maxConcurrent: 64 },
+      server: { fairShare: 'on' },
+      // Small, so that an embeddings answer travels as a stored body (a key beside the reply channel) and a pointer.
+      redis: { inlineReplyBytes: 4_096 },
+    },
   });
   client = new OpenAI({ baseURL: `${spillway.baseUrl}/v1`, apiKey: TENANT_KEY, maxRetries: 0 });
 }, 90_000);
@@ -57,6 +63,31 @@ describe('on a Redis Cluster', () => {
       if (piece) pieces.push(piece.trim());
     }
     expect(pieces).toEqual(Array.from({ length: 40 }, (_, i) => `tok${i + 1}`));
+  });
+
+  it('delivers an answer too large for pub/sub through a key in the slot of the ingress reply channel', async () => {
+    // Keyspace notifications of the master that owns the ingress's reply channel: the stored body is written there.
+    const channel = spillway.keys.replyChannel(ingressInstanceId());
+    const owner = await cluster.masterOf(channel);
+    const admin = cluster.node(owner);
+    const watcher = cluster.node(owner);
+    const events: string[] = [];
+    try {
+      await admin.config('SET', 'notify-keyspace-events', 'K$g');
+      watcher.on('pmessage', (_pattern: string, key: string, event: string) => events.push(`${event} ${key.replace(/^__keyspace@0__:/, '')}`));
+      await watcher.psubscribe(`__keyspace@0__:${channel}:stored:*`);
+      const input = Array.from({ length: 20 }, (_, i) => `text ${i}`);
+      const embeddings = await client.embeddings.create({ model: 'text-embedding-3-small', input, dimensions: 512, encoding_format: 'base64' });
+      expect(embeddings.data).toHaveLength(20);
+      // Written by the worker, then read by the ingress and freed at once.
+      await waitFor(() => events.some((e) => e.startsWith('del ')), { what: 'the stored body to be freed' });
+      expect(events.map((e) => e.split(' ')[0])).toEqual(['set', 'expire', 'del']);
+      expect(events.every((e) => e.split(' ')[1]!.startsWith(`${channel}:stored:`))).toBe(true);
+    } finally {
+      await admin.config('SET', 'notify-keyspace-events', '');
+      admin.disconnect();
+      watcher.disconnect();
+    }
   });
 
   it('a client that leaves a running stream gets its upstream call aborted', async () => {

@@ -5,7 +5,6 @@
 // SPILLWAY_LONG_TESTS=1: the figures (rpm 60: 60 requests over about a minute).
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import OpenAI from 'openai';
 import { startCluster, type Cluster } from '../support/spillway-cluster.ts';
 import { spawnSpillway, waitForReady, type SpillwayProcess } from '../support/processes.ts';
 import { freePort } from '../support/ports.ts';
@@ -32,7 +31,8 @@ beforeAll(async () => {
         tenant('strict', { rpm: 60, maxQueueWaitMs: 5_000 }),
         tenant('shared', { rpm: 60, burst: 5, maxQueueWaitMs: 0 }),
         tenant('tokens', { tpm: 60_000, maxQueueWaitMs: 0 }),
-        tenant('refund', { tpm: 60_000, maxQueueWaitMs: 0 }),
+        // A queue wait far below the ~29 s a 30,000-token request would cost unsettled.
+        tenant('refund', { tpm: 60_000, maxQueueWaitMs: 10_000 }),
         tenant('narrow', { maxConcurrent: 5 }),
         tenant('flood', {}),
         tenant('light', {}),
@@ -118,20 +118,20 @@ describe('request budgets', () => {
 
 describe('token budgets', () => {
   it('limits large requests by tokens, not by requests', async () => {
-    // 30,000 answer tokens asked for: far over one second's worth (1,000) of a 60,000 tpm budget. Streamed without
-    // include_usage, the upstream reports no usage: the estimate stands.
-    const big = await chat(cluster.baseUrl, 'tokens', 'tokens', { body: { max_tokens: 30_000, stream: true } });
-    expect(big.status).toBe(200);
-    await big.text();
+    // 30,000 answer tokens asked for: far over one second's worth (1,000) of a 60,000 tpm budget. While that call
+    // runs (the budget is settled only when it ends), the tenant's next request has no token budget left.
+    const big = chat(cluster.baseUrl, 'tokens', 'tokens', { body: { max_tokens: 30_000 }, headers: { 'x-mock-latency-ms': '3000' } });
+    await waitFor(() => cluster.mock.stats().byTag.tokens?.received === 1, { what: 'the big call to be running' });
     const next = await chat(cluster.baseUrl, 'tokens', 'tokens-next', { body: { max_tokens: 10 } });
     expect(next.status).toBe(429);
     expect(((await next.json()) as { error: { message: string } }).error.message).toContain('TPM');
     expect(next.headers.get('x-ratelimit-limit-tokens')).toBe('60000');
     expect(next.headers.get('x-ratelimit-limit-requests')).toBeNull();
     expect(cluster.mock.stats().byTag['tokens-next']).toBeUndefined();
+    expect((await big).status).toBe(200);
   });
 
-  it('corrects the token budget from the usage the upstream reports', async () => {
+  it('corrects the token budget from the usage the upstream reports, JSON and stream', async () => {
     expect((await chat(cluster.baseUrl, 'refund', 'refund', { body: { max_tokens: 30_000 } })).status).toBe(200);
     // The mock used a handful of tokens: once the worker settles, the tenant is ~29 s of budget richer. Without the
     // settlement every request would be refused for about 29 s, longer than this wait.
@@ -139,7 +139,18 @@ describe('token budgets', () => {
       timeoutMs: 15_000,
       what: 'the token budget to be corrected',
     });
-  }, 30_000);
+    // A stream whose client did not ask for usage: the worker asks the upstream for it (to settle the budget) and
+    // keeps the usage chunk from the client.
+    const stream = await chat(cluster.baseUrl, 'refund', 'refund-stream', { body: { max_tokens: 30_000, stream: true } });
+    expect(stream.status).toBe(200);
+    const events = (await stream.text()).split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)) as { choices: unknown[]; usage?: unknown });
+    expect(events.length).toBeGreaterThan(0);
+    expect(events.every((e) => e.choices.length > 0 && (e.usage === undefined || e.usage === null))).toBe(true);
+    await waitFor(async () => (await chat(cluster.baseUrl, 'refund', 'refund-after-stream', { body: { max_tokens: 10 } })).status === 200, {
+      timeoutMs: 15_000,
+      what: "the stream's tokens to be settled from the usage it was asked for",
+    });
+  }, 45_000);
 });
 
 describe('concurrency and fair share', () => {

@@ -101,6 +101,29 @@ it('a stream that asks for its queue position hears it in SSE comments while it 
   await blocker;
 }, 4 * QUEUED_MS + 30_000);
 
+it('every answer says how long it waited in the queue (x-spillway-queue-wait-ms), JSON and stream', async () => {
+  const { blocker } = await saturate('blocker-wait');
+  const post = (stream: boolean) =>
+    fetch(`${cluster.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TENANT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], ...(stream ? { stream: true } : {}) }),
+    });
+  const queued = await post(false);
+  expect(queued.status).toBe(200);
+  await queued.text();
+  await blocker;
+  // The worker is free now: the next one waits next to nothing, the one behind the blocker waited for it.
+  const unqueued = await post(false);
+  await unqueued.text();
+  const stream = await post(true);
+  await stream.text();
+  const waited = (r: Response) => Number(r.headers.get('x-spillway-queue-wait-ms'));
+  expect(Number.isInteger(waited(queued))).toBe(true);
+  expect(Number.isInteger(waited(stream))).toBe(true);
+  expect(waited(queued)).toBeGreaterThan(waited(unqueued));
+}, 4 * QUEUED_MS + 30_000);
+
 it('a request whose deadline passes in the queue gets the ingress 504 and never reaches the upstream', async () => {
   const { blocker } = await saturate('blocker-2');
   const client = new OpenAI({ baseURL: `${cluster.baseUrl}/v1`, apiKey: HASTY_KEY, maxRetries: 0 });

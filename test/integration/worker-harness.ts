@@ -15,7 +15,7 @@ import { decodeReply } from '../../src/queue/replies.ts';
 import { JOB_SCHEMA_VERSION, type CompletionJob, type CompletionResult } from '../../src/queue/jobs.ts';
 import { ReplyPublisher } from '../../src/queue/reply-publisher.ts';
 import { closeProviderRuntimes, createProviderRuntime } from '../../src/upstream/dispatcher.ts';
-import { createRouter } from '../../src/upstream/routing.ts';
+import { createRouter } from '../../src/catalogue/catalogue.ts';
 import { callUpstream, type UpstreamDeps } from '../../src/upstream/call.ts';
 import { createUpstreamResilience } from '../../src/upstream/resilience.ts';
 import type { BreakerRegistry } from '../../src/upstream/breakers.ts';

@@ -9,6 +9,7 @@ import type { ConfigInput } from '../../src/config/schema.ts';
 import { freePort } from './ports.ts';
 import { uniquePrefix } from './redis.ts';
 import { spawnSpillway, waitForLog, waitForReady, writeConfigFile, type SpillwayProcess } from './processes.ts';
+import { configuredSecrets, findLeaks } from './log-secrets.ts';
 
 export const TENANT_KEY = 'sk-test-acme-0123456789';
 
@@ -32,6 +33,8 @@ export interface ClusterOptions {
   provider?: Record<string, unknown>;
   /** Deep-merged over the defaults below (top-level sections are merged one level deep). */
   config?: Partial<Record<keyof ConfigInput, unknown>>;
+  /** Raw keys behind the config's hashes (tenants, admin): close() fails if any process printed one. */
+  secrets?: readonly string[];
 }
 
 export function testConfig(
@@ -66,7 +69,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const mock = await startMockUpstream(options.mock);
   const port = await freePort();
   const prefix = uniquePrefix('e2e');
-  const configFile = writeConfigFile(testConfig(options.redisUrl, prefix, port, mock.url, options.config, options.provider));
+  const config = testConfig(options.redisUrl, prefix, port, mock.url, options.config, options.provider);
+  const configFile = writeConfigFile(config);
   const workers = Array.from({ length: options.workers ?? 2 }, () => spawnSpillway(['worker', '--config', configFile]));
   const ingress = spawnSpillway(['ingress', '--config', configFile]);
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -78,6 +82,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await queue.close();
     redis.disconnect();
     await mock.close();
+    // No configured secret may reach a log line (DESIGN.md "Errors"): checked on every e2e file's processes.
+    const outputs = [ingress, ...workers].map((p, i) => ({ name: i === 0 ? 'the ingress' : `worker ${i}`, text: p.output() }));
+    const leaks = findLeaks(outputs, configuredSecrets(config, options.secrets));
+    if (leaks.length > 0) throw new Error(`a configured secret appeared in process output: ${leaks.join('; ')}`);
   };
   try {
     await Promise.all([waitForReady(baseUrl, ingress), ...workers.map((w) => waitForLog(w, 'worker started'))]);

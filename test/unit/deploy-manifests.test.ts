@@ -12,6 +12,8 @@ import {
   kustomization,
   loadK8sObjects,
   referencedVars,
+  composeConfig,
+  composeFile,
   workloads as findWorkloads,
   type Container,
   type Labels,
@@ -282,5 +284,29 @@ describe('the Redis of the manifests', () => {
     for (const w of workloads()) expect(from.some((f) => f.podSelector !== undefined && selects(matchLabelsOf(f.podSelector), w.labels)), w.name).toBe(true);
     expect(from.some((f) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'keda')).toBe(true);
     expect(from.every((f) => f.podSelector !== undefined || f.namespaceSelector !== undefined)).toBe(true);
+  });
+});
+
+describe('the Batch API\'s files volume', () => {
+  it('mounts the k8s config\'s files.dir in every Spillway pod from one ReadWriteMany claim, writable by the node group', () => {
+    const claim = k8sObject('PersistentVolumeClaim', 'spillway-files') as unknown as { spec: { accessModes: string[] } };
+    expect(claim.spec.accessModes).toEqual(['ReadWriteMany']);
+    for (const w of workloads()) {
+      const spec = w.template.spec as unknown as { volumes: { name: string; persistentVolumeClaim?: { claimName: string } }[]; securityContext?: { fsGroup?: number } };
+      const volume = spec.volumes.find((v) => v.persistentVolumeClaim?.claimName === 'spillway-files');
+      const mount = w.container.volumeMounts?.find((m) => m.name === volume?.name);
+      expect(mount?.mountPath, w.name).toBe(k8sConfig().files.dir);
+      expect(spec.securityContext?.fsGroup, w.name).toBe(1000);
+    }
+  });
+
+  it('mounts the compose config\'s files.dir from a named volume in the ingress and worker services', () => {
+    const compose = composeFile() as unknown as { services: Record<string, { volumes?: string[] }>; volumes: Record<string, unknown> };
+    const dir = composeConfig().files.dir;
+    for (const role of ['ingress', 'worker']) {
+      const mount = compose.services[role]?.volumes?.find((v) => v.endsWith(`:${dir}`));
+      expect(mount, role).toBeDefined();
+      expect(Object.keys(compose.volumes)).toContain(mount!.split(':')[0]);
+    }
   });
 });

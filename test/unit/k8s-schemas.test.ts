@@ -2,7 +2,7 @@
 // (kubernetes-models, @kubernetes-models/keda), and strictly: a field the schema does not know is an error here,
 // where the API server would drop it with a warning (a misspelt `topologySpreadConstraint` spreads nothing).
 import { describe, expect, it } from 'vitest';
-import { Namespace, ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { Namespace, ConfigMap, Secret, Service, PersistentVolumeClaim } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
@@ -20,6 +20,7 @@ const MODELS: Record<string, ModelClass> = {
   'v1/ConfigMap': ConfigMap,
   'v1/Secret': Secret,
   'v1/Service': Service,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
   'apps/v1/Deployment': Deployment,
   'apps/v1/StatefulSet': StatefulSet,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,

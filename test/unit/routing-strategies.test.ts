@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { orderTargets, LATENCY_EXPLORE, type RouteSignals } from '../../src/upstream/strategies.ts';
 import { FAILURE_LATENCY_MS, RoutingState } from '../../src/upstream/routing-state.ts';
-import type { RouteTarget } from '../../src/upstream/routing.ts';
+import type { RouteTarget } from '../../src/catalogue/catalogue.ts';
 
 const A: RouteTarget = { provider: 'a', model: 'm' };
 const B: RouteTarget = { provider: 'b', model: 'm' };

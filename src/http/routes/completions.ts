@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config, Endpoint, TenantConfig } from '../../config/schema.ts';
 import type { Authenticate } from '../plugins/auth.ts';
-import type { Router } from '../../upstream/routing.ts';
+import type { Router } from '../../catalogue/catalogue.ts';
 import type { ReplyBus } from '../../queue/reply-bus.ts';
 import type { CompletionQueue } from '../../queue/completion-queue.ts';
 import { JOB_SCHEMA_VERSION, type CompletionJob } from '../../queue/jobs.ts';
@@ -14,7 +14,7 @@ import type { AdmissionGate } from '../../admission/gate.ts';
 import { parseRequestBody } from '../../openai/schemas.ts';
 import { modelNotAllowed, modelNotFound, modelWrongEndpoint, serviceUnavailable } from '../../errors.ts';
 import { PendingRequest } from '../pending-request.ts';
-import { recordRequest } from '../access-log.ts';
+import { recordFirstToken, recordRequest, recordStream } from '../access-log.ts';
 import { compileHeaderFilter, pickHeaders, type HeaderFilter } from '../forward-headers.ts';
 import { submitJob, type AsyncJobServices } from './job-submission.ts';
 import { sendAccepted } from './jobs.ts';
@@ -142,8 +142,8 @@ async function handle(
   };
   // Built only when something is logged: a child logger per request is measurable on the hot path.
   const log = () => request.log.child({ tenant: tenant.id, jobId, model: model.name });
-  /** Settles true once the job is in Redis, false when the add failed (then `discard` takes care of it). */
-  let enqueued: Promise<boolean> = Promise.resolve(false);
+  /** Why the broker gave up on this request, if it did (a stream cut short is counted by cause). */
+  let abandonedFor: string | undefined;
   const pending = new PendingRequest({
     reply,
     stream: parsed.stream,
@@ -153,7 +153,9 @@ async function handle(
     ...(parsed.stream && request.headers['x-spillway-queue-position'] === 'true' ? { describePlace: () => deps.admission.describePlace(jobId) } : {}),
     keepAliveMs: deps.config.server.streamKeepAliveMs,
     bufferLimitBytes: deps.config.server.streamBufferBytes,
+    onFirstChunk: () => recordFirstToken(deps.metrics, request, reply.elapsedTime),
     onAbandon: (reason) => {
+      abandonedFor = reason;
       if (reason === 'client_closed' && keepAnswer !== undefined && !parsed.stream) {
         // The client sent an Idempotency-Key: its retry joins this job, which therefore runs on (answer kept below).
         log().info('request abandoned: its job runs on for a retry with the same Idempotency-Key');
@@ -161,10 +163,8 @@ async function handle(
         return;
       }
       log().info({ reason }, reason === 'draining' ? 'request cut by the ingress drain: cancelling its job' : 'request abandoned: cancelling its job');
-      // After the add has settled: a cancel that overtook it would find nothing to remove and the job would land after.
-      void enqueued.then((added) => {
-        if (added) deps.queue.cancel(jobId).catch((err: unknown) => log().warn({ err }, 'cancelling a job failed'));
-      });
+      // Sent on the add's connection after the add itself: a late add is removed right behind it, before a worker runs it.
+      deps.queue.cancel(jobId).catch((err: unknown) => log().warn({ err }, 'cancelling a job failed'));
     },
     onFinish: () => {
       deps.bus.unregister(jobId);
@@ -176,21 +176,18 @@ async function handle(
   deps.bus.register(jobId, pending);
   deps.metrics.pendingReplies.inc();
   // Not awaited: the deadline (and a client that leaves) must be answered even while Redis does not answer.
-  enqueued = deps.queue.enqueue(jobId, job, { delayMs: admitted.delayMs, ...(admitted.priority === undefined ? {} : { priority: admitted.priority }) }).then(
-    () => true,
-    (err: unknown) => {
-      log().error({ err }, 'enqueue failed');
-      // Finishes the pending request once (timer, listener, bus entry, gauge); `settled` rejects with the 503.
-      pending.failBeforeEnqueue(serviceUnavailable('The request queue is unavailable; try again shortly.'));
-      // A command that timed out may still have added the job: nobody will wait for it.
-      void deps.queue.discard(jobId, deadline);
-      return false;
-    },
-  );
+  deps.queue.enqueue(jobId, job, { delayMs: admitted.delayMs, ...(admitted.priority === undefined ? {} : { priority: admitted.priority }) }).catch((err: unknown) => {
+    log().error({ err }, 'enqueue failed');
+    // Finishes the pending request once (timer, listener, bus entry, gauge); `settled` rejects with the 503.
+    pending.failBeforeEnqueue(serviceUnavailable('The request queue is unavailable; try again shortly.'));
+    // A command that timed out may still have added the job: nobody will wait for it.
+    void deps.queue.discard(jobId, deadline);
+  });
+
   const settled = await pending.settled;
   if (settled.kind === 'streamed') {
     // Hijacked replies skip Fastify's onResponse hook: record the stream here.
-    recordRequest(deps.metrics, request, settled.status, reply.elapsedTime);
+    recordStream(deps.metrics, request, settled.status, reply.elapsedTime, abandonedFor);
     return reply;
   }
   keepAnswer?.({ status: settled.status, body: settled.body });

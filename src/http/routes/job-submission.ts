@@ -3,7 +3,7 @@
 // the upstream; never runs one request twice for one Idempotency-Key.
 import { randomBytes } from 'node:crypto';
 import type { Config, Endpoint, TenantConfig } from '../../config/schema.ts';
-import type { Router } from '../../upstream/routing.ts';
+import type { Router } from '../../catalogue/catalogue.ts';
 import type { CompletionQueue } from '../../queue/completion-queue.ts';
 import type { AdmissionGate } from '../../admission/gate.ts';
 import type { JobRecord, JobStore, JobWebhook } from '../../queue/job-store.ts';

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Cluster, Redis } from 'ioredis';
 import type { Config, TenantConfig } from '../../config/schema.ts';
 import type { Authenticate } from '../plugins/auth.ts';
-import type { Router } from '../../upstream/routing.ts';
+import type { Router } from '../../catalogue/catalogue.ts';
 import type { ReplyBus } from '../../queue/reply-bus.ts';
 import type { CompletionQueue } from '../../queue/completion-queue.ts';
 import { JOB_SCHEMA_VERSION, type CompletionJob } from '../../queue/jobs.ts';
@@ -35,7 +35,7 @@ import { cancelBackground, refreshBackground, submitBackground, type BackgroundD
 import type { JobStore } from '../../queue/job-store.ts';
 import type { WebhookQueue } from '../../webhooks/webhook-queue.ts';
 import { PendingRequest } from '../pending-request.ts';
-import { recordRequest } from '../access-log.ts';
+import { recordFirstToken, recordRequest, recordStream } from '../access-log.ts';
 import { compileHeaderFilter, pickHeaders, type HeaderFilter } from '../forward-headers.ts';
 
 export interface ResponsesRouteDeps {
@@ -213,6 +213,7 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
     const stored: StoredResponse = { v: 1, response, input: inputItemsOf(jobBody.input), chain, native: response.id !== context.id };
     await store.save(tenant.id, stored).catch((err: unknown) => log().warn({ err }, 'storing the response failed'));
   };
+  let abandonedFor: string | undefined;
   const pending = new PendingRequest({
     reply,
     stream: parsed.stream,
@@ -222,7 +223,9 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
     keepAliveMs: deps.config.server.streamKeepAliveMs,
     bufferLimitBytes: deps.config.server.streamBufferBytes,
     framing: RESPONSES_FRAMING,
+    onFirstChunk: () => recordFirstToken(deps.metrics, request, reply.elapsedTime),
     onAbandon: (reason) => {
+      abandonedFor = reason;
       log().info({ reason }, reason === 'draining' ? 'request cut by the ingress drain: cancelling its job' : 'request abandoned: cancelling its job');
       deps.queue.cancel(jobId).catch((err: unknown) => log().warn({ err }, 'cancelling a job failed'));
     },
@@ -240,7 +243,7 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
   });
   const settled = await pending.settled;
   if (settled.kind === 'streamed') {
-    recordRequest(deps.metrics, request, settled.status, reply.elapsedTime);
+    recordStream(deps.metrics, request, settled.status, reply.elapsedTime, abandonedFor);
     return reply;
   }
   if (settled.status === 200) await save(parseObject(settled.body));

@@ -6,11 +6,13 @@ import type { Logger } from 'pino';
 import { CompletionJobSchema, type CompletionResult, type JobResult } from '../queue/jobs.ts';
 import type { JobReplies, ReplyPublisher } from '../queue/reply-publisher.ts';
 import type { RecentCancels } from '../queue/cancel.ts';
-import type { Router } from './routing.ts';
-import { callUpstream, CallCancelledError, pausedForMs, UpstreamBusyError, type UpstreamDeps } from './call.ts';
+import type { Router } from '../catalogue/catalogue.ts';
+import { withUsageRequested } from '../upstream/usage-request.ts';
+import { callUpstream, CallCancelledError, pausedForMs, UpstreamBusyError, type UpstreamDeps } from '../upstream/call.ts';
 import { totalTokens, type WorkerBudgets } from '../admission/worker-budgets.ts';
 import type { LeaseHolder } from '../admission/leases.ts';
-import type { AsyncJobs } from '../worker/async-jobs.ts';
+import type { AsyncJobs } from './async-jobs.ts';
+import type { JobReporter } from '../usage/job-report.ts';
 
 export interface CompletionProcessorDeps extends UpstreamDeps {
   router: Router;
@@ -21,6 +23,8 @@ export interface CompletionProcessorDeps extends UpstreamDeps {
   budgets?: WorkerBudgets;
   /** Async jobs (replyTo null): their record, run-time budgets and webhook. Absent: they run like any job, unrecorded. */
   asyncJobs?: AsyncJobs;
+  /** Each job's log line, queue wait, tokens, cost and usage counters (src/usage/job-report.ts); absent: queue wait only. */
+  report?: JobReporter;
 }
 
 export type CompletionProcessor = (job: Job, token?: string, signal?: AbortSignal) => Promise<JobResult>;
@@ -38,7 +42,9 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
     // Built only when something is logged: a child logger per job is measurable on the hot path.
     const log = () => deps.logger.child({ jobId, reqId: data.requestId, tenant: data.tenant, model: data.model });
     const now = Date.now();
-    deps.metrics.queueWait.observe({ model: data.model, tenant: data.tenant }, Math.max(0, (job.processedOn ?? now) - data.enqueuedAt) / 1000);
+    const takenAt = job.processedOn ?? now;
+    if (deps.report !== undefined) deps.report.taken(data, takenAt);
+    else deps.metrics.queueWait.observe({ model: data.model, tenant: data.tenant }, Math.max(0, takenAt - data.enqueuedAt) / 1000);
 
     // An async job is answered through its record and webhook, never over pub/sub (its replies are no-ops).
     const asyncJobs = data.replyTo === null ? deps.asyncJobs : undefined;
@@ -57,11 +63,13 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
         .forJob(jobId, job.attemptsStarted, data.replyTo)
         .error(result)
         .catch((err: unknown) => log().error({ err }, 'publishing a reply failed'));
+      deps.report?.finished(data, jobId, 'expired', result, { takenAt });
       return result;
     }
     if (deps.recentCancels.has(jobId) || jobSignal.aborted) {
       // An async job's cancel is recorded (and its event sent) by the ingress that cancelled it.
       deps.metrics.jobsProcessed.inc({ outcome: 'cancelled' });
+      deps.report?.finished(data, jobId, 'cancelled', undefined, { takenAt });
       return cancelledResult();
     }
 
@@ -103,7 +111,11 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
     const targets = model === undefined ? [] : model.route;
     const { replies, callSignal, release } = repliesFor(deps.publisher, jobId, job.attemptsStarted, data.replyTo, data.stream, jobSignal);
     try {
-      const result = await callUpstream(deps, data, targets, replies, callSignal);
+      // A stream's usage settles the tenant's token budget and counts its tokens and cost: ask for it even when the
+      // client did not (the extra chunk is kept from the client).
+      const wantsUsage = deps.report !== undefined || deps.budgets?.wantsUsage(data.tenant) === true;
+      const callJob = data.stream && wantsUsage ? { ...data, body: withUsageRequested(data.endpoint, data.body) } : data;
+      const result = await callUpstream(deps, callJob, targets, replies, callSignal);
       // A lost PUBLISH is not a failed job: the result is stored as the return value, which the ingress
       // reads when it reconciles after a reconnect.
       let returnValue: JobResult = result;
@@ -117,6 +129,7 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
         returnValue = outcome.returnValue;
       }
       deps.metrics.jobsProcessed.inc({ outcome: result.kind === 'error' ? 'error' : 'ok' });
+      deps.report?.finished(data, jobId, result.kind === 'error' ? 'error' : 'ok', result, { takenAt, headHeaders: replies.headHeaders });
       if (deps.budgets !== undefined && chargedTokens !== undefined) {
         // A failed call is billed nothing; an answer without usage leaves the estimate standing.
         const actual = result.kind === 'error' ? 0 : totalTokens(result.kind === 'stream' ? result.usage : undefined, result.kind === 'body' ? result.body : undefined);
@@ -132,6 +145,7 @@ export function createCompletionProcessor(deps: CompletionProcessorDeps): Comple
       }
       if (!(err instanceof CallCancelledError)) throw err;
       deps.metrics.jobsProcessed.inc({ outcome: 'cancelled' });
+      deps.report?.finished(data, jobId, 'cancelled', undefined, { takenAt, headHeaders: replies.headHeaders });
       if (replies.unheard && !jobSignal.aborted) {
         // The ingress cannot receive this stream intact (gone, or its subscriber lost messages): stop paying for
         // it. The error is published in case it hears again, and kept as the result for its reconciliation.

@@ -1,5 +1,5 @@
-// Resolves a public model name to its ordered upstream targets (first preferred, then fallbacks).
-// Pure lookups over frozen config: no I/O, no state.
+// The model catalogue: public model names → routes (ordered upstream targets), endpoints. Read by both roles: the
+// ingress to validate a request, the worker to route it. Pure lookups over frozen config: no I/O, no state.
 import type { Config, Endpoint, ModelConfig } from '../config/schema.ts';
 
 export interface RouteTarget {
