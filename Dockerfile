@@ -27,6 +27,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules/ node_modules/
 COPY --from=build /app/dist/ dist/
 COPY --from=build /app/bin/ bin/
+# Uploaded files (files.dir): the one directory the `node` user writes; a compose volume mounted here keeps this owner.
+RUN mkdir -p /var/lib/spillway/files && chown node:node /var/lib/spillway/files
 # uid 1000; Kubernetes manifests repeat it as runAsUser because runAsNonRoot cannot verify a user name.
 USER node
 EXPOSE 8080
