@@ -8,6 +8,9 @@ import { acquireLease, holdLease, type LeaseHolder } from './leases.ts';
 import { settleTokens } from './admit.ts';
 import type { AdmissionRedis } from './scripts.ts';
 
+/** How long token corrections are summed before they are written. */
+const SETTLE_FLUSH_MS = 100;
+
 export type LeaseOutcome = { granted: true; lease: LeaseHolder | undefined } | { granted: false; retryInMs: number };
 
 export class WorkerBudgets {
@@ -15,6 +18,9 @@ export class WorkerBudgets {
   private readonly keys: RedisKeys;
   private readonly leaseTtlMs: number;
   private readonly limits = new Map<string, TenantLimits>();
+  /** Token corrections not yet written, by tenant (tokens: positive is a charge, negative a refund). */
+  private readonly pending = new Map<string, number>();
+  private flushTimer: NodeJS.Timeout | undefined;
 
   /** `leaseTtlMs`: how soon a SIGKILLed worker's slots come back (renewed every third of it while a call runs). */
   constructor(options: { redis: AdmissionRedis; keys: RedisKeys; config: Config; leaseTtlMs: number }) {
@@ -38,11 +44,38 @@ export class WorkerBudgets {
     return { granted: true, lease: holdLease(this.redis, this.keys, tenantId, jobId, this.leaseTtlMs) };
   }
 
-  /** Corrects the tenant's tpm by what the upstream reported against what admission charged. */
-  async settle(tenantId: string, estimated: number | undefined, actual: number | undefined): Promise<void> {
+  /**
+   * Corrects the tenant's tpm by what the upstream reported against what admission charged. Corrections are summed
+   * per tenant and written every SETTLE_FLUSH_MS (one script per tenant per flush, not one per job): the budget is
+   * right a fraction of a second later, and settlement costs no Redis round trip per request.
+   */
+  settle(tenantId: string, estimated: number | undefined, actual: number | undefined): Promise<void> {
     const limits = this.limits.get(tenantId);
-    if (limits?.tpm === undefined || estimated === undefined || actual === undefined) return;
-    await settleTokens(this.redis, this.keys, limits, { estimated, actual });
+    if (limits?.tpm === undefined || estimated === undefined || actual === undefined) return Promise.resolve();
+    const delta = Math.ceil(actual) - Math.max(0, Math.ceil(estimated));
+    if (delta === 0 || !Number.isFinite(delta)) return Promise.resolve();
+    this.pending.set(tenantId, (this.pending.get(tenantId) ?? 0) + delta);
+    this.flushTimer ??= setTimeout(() => void this.flush(), SETTLE_FLUSH_MS);
+    return Promise.resolve();
+  }
+
+  /** Writes the summed corrections now (also on close, so a stopping worker leaves the budgets right). */
+  async flush(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const batch = [...this.pending];
+    this.pending.clear();
+    await Promise.all(
+      batch.map(async ([tenantId, delta]) => {
+        const limits = this.limits.get(tenantId)!;
+        // settleTokens applies actual - estimated: the summed delta is passed as an estimate of 0.
+        await settleTokens(this.redis, this.keys, limits, { estimated: 0, actual: delta }).catch(() => {
+          // Redis unavailable: keep the correction for the next flush.
+          this.pending.set(tenantId, (this.pending.get(tenantId) ?? 0) + delta);
+          this.flushTimer ??= setTimeout(() => void this.flush(), SETTLE_FLUSH_MS);
+        });
+      }),
+    );
   }
 }
 

@@ -72,6 +72,8 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     storedReplyTtlSeconds: config.jobs.replyTtlSeconds,
   });
   const recentCancels = new RecentCancels();
+  // A lease lives as long as a job's lock: a SIGKILLed worker's tenant slots come back as soon as its jobs do.
+  const budgets = new WorkerBudgets({ redis: connection, keys, config, leaseTtlMs: config.worker.lockDurationMs });
   // Pool-wide breakers and health checks: their state is shared through Redis, checked in memory on each call.
   const resilience = createUpstreamResilience({
     redis: publisherRedis,
@@ -121,8 +123,7 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     routing: flow.routing,
     // Jobs carrying a cache directive store their answers and may fall back to a stale one.
     cache: new ResponseCache(publisherRedis, keys),
-    // A lease lives as long as a job's lock: a SIGKILLed worker's tenant slots come back as soon as its jobs do.
-    budgets: new WorkerBudgets({ redis: connection, keys, config, leaseTtlMs: config.worker.lockDurationMs }),
+    budgets,
     asyncJobs,
     // Each job's log line, tokens and cost, and its tenant's daily usage counters (GET /v1/usage).
     report: createJobReporter({ config, metrics, logger, usage }),
@@ -229,6 +230,7 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
       { name: 'breakers and health checks', close: () => resilience.close(), timeoutMs: 2_000 },
       { name: 'pauses and routing state', close: () => flow.close(), timeoutMs: 2_000 },
       { name: 'drain meter', close: () => drainMeter.close(), timeoutMs: 1_000 },
+      { name: 'token settlements', close: () => budgets.flush(), timeoutMs: 1_000 },
       { name: 'providers', close: () => closeProviderRuntimes(providers.values()), timeoutMs: 2_000 },
       { name: 'mock upstream', close: () => Promise.all(mocks.map((m) => m.close())), timeoutMs: 2_000 },
       {
