@@ -318,9 +318,18 @@ export class ReplyBus {
 
   private readonly onBack = (): void => {
     if (this.closed) return;
-    this.reconcile().catch((err: unknown) => this.logger.error({ err }, 'reconciliation after reconnect failed'));
+    const run = () => {
+      if (!this.closed) this.reconcile().catch((err: unknown) => this.logger.error({ err }, 'reconciliation after reconnect failed'));
+    };
+    run();
+    // A reply published while the channel moved (a master failing over on Redis Cluster) can be lost after the first
+    // pass found its job still running: look again a little later, when such jobs have finished.
+    for (const delayMs of FOLLOW_UP_RECONCILE_MS) setTimeout(run, delayMs).unref();
   };
 }
+
+/** Passes after a reconnect's first reconciliation, ms after it. */
+const FOLLOW_UP_RECONCILE_MS = [1_000, 3_000];
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
