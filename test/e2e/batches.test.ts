@@ -164,6 +164,9 @@ describe('validation, errors, tenants and webhooks', () => {
       inject('redisUrl'),
       {
         batches: { pollMs: 50, completionWindowSeconds: WINDOW_SECONDS },
+        // No worker is killed here: locks of a normal length, so a loaded machine does not stall a held line's job
+        // (a stalled run is aborted and run again, which can record it as failed before the window expires it).
+        worker: { concurrency: 16, lockDurationMs: 10_000, stalledIntervalMs: 5_000 },
         webhooks: { allowHttp: true, allowHosts: ['127.0.0.1'], timeoutMs: 2_000, maxAttempts: 5, backoff: { initialMs: 200, multiplier: 2, maxMs: 2_000, jitter: 0 } },
         tenants: [
           { id: 'acme', keys: [hash(TENANT_KEY)], webhook: { url: receiver.url, secrets: [receiver.secret] } },
