@@ -86,7 +86,10 @@ export class BatchLines {
 
   /** Records the answer (output file) or the error (error file); returns the job's small return value. */
   async finish(job: BatchLineJob, jobId: string, result: CompletionResult): Promise<JobResult> {
-    if (result.kind === 'error' && result.error.code === 'deadline_exceeded' && Date.now() >= job.deadline) {
+    // At the window's end the call is cut by the deadline's abort or by the head timeout the deadline capped,
+    // whichever timer fires first: both mean the window ran out, not that the upstream failed.
+    const cutByWindow = result.kind === 'error' && (result.error.code === 'deadline_exceeded' || result.error.code === 'upstream_timeout');
+    if (cutByWindow && Date.now() >= job.deadline) {
       // Cut by the end of the completion window, not failed by the upstream: listed as `batch_expired` like the
       // lines that never started (the driver writes those lines when it expires the batch).
       await this.expire(job);
