@@ -28,7 +28,7 @@ export interface FairShareOptions {
   unitMs?: number;
 }
 
-/** The unit for the queue's measured drain rate (jobs/s, readDrainRate): 1000 / rate, within 1 ms..10 s. */
+/** The unit for the queue's measured throughput (jobs/s, readDrainRates): 1000 / rate, within 1 ms..10 s. */
 export function fairShareUnitMs(drainRate: number): number {
   if (!(drainRate > 0)) return DEFAULT_FAIR_SHARE_UNIT_MS;
   return Math.min(MAX_UNIT_MS, Math.max(MIN_UNIT_MS, 1000 / drainRate));

@@ -1,5 +1,5 @@
 // The ingress's admission step for one request: tenant budgets (one EVALSHA, none for an unlimited tenant without
-// fair share), fair-share priority, and early load shedding from the workers' measured drain rate. Never enqueues.
+// fair share), fair-share priority, and early load shedding from the pool's measured capacity. Never enqueues.
 import type { Logger } from 'pino';
 import type { Config, Endpoint, PriorityClass, TenantConfig } from '../config/schema.ts';
 import { QUEUE_NAMES, type RedisKeys } from '../queue/keys.ts';
@@ -10,7 +10,7 @@ import { estimateTokens } from './tokens.ts';
 import { rateLimitHeaders } from './headers.ts';
 import { tenantRateLimited, queueOverloaded } from './rate-limit-error.ts';
 import { fairShareUnitMs } from './fair-share.ts';
-import { estimatedWaitMs, queuePosition, readDrainRate, shedRetryAfterMs, shouldShed } from './shed.ts';
+import { estimatedWaitMs, queuePosition, readDrainRates, shedRetryAfterMs, shouldShed } from './shed.ts';
 import type { AdmissionRedis } from './scripts.ts';
 import { placeComment, placeInQueue } from './position.ts';
 
@@ -48,7 +48,7 @@ export interface AdmissionGateOptions {
   logger: Logger;
   /** Called once per decision, for metrics. */
   onOutcome?: (tenant: string, outcome: AdmissionOutcome) => void;
-  /** How often the drain rate and queue depth are read (one MGET and one MULTI, not per request). */
+  /** How often the drain rates and queue depth are read (two MULTIs, not per request). */
   refreshMs?: number;
 }
 
@@ -57,7 +57,10 @@ export class AdmissionGate {
   private readonly limits = new Map<string, TenantLimits>();
   /** Fair share needs the tenants' virtual times (the one round trip); pointless with one tenant and one class. */
   readonly fairShare: boolean;
+  /** Jobs the pool finished a second (the fair-share unit). */
   private drainRate = 0;
+  /** Jobs the pool could finish a second (load shedding, queue-position ETAs): see DrainRates. */
+  private capacity = 0;
   private depth = 0;
   /** Jobs without a priority (the plain wait list), which BullMQ serves before every prioritized one. */
   private waitDepth = 0;
@@ -72,7 +75,7 @@ export class AdmissionGate {
     this.fairShare = setting === 'on' || (setting === 'auto' && (config.tenants.length > 1 || classes.size > 1));
   }
 
-  /** Starts reading the drain rate and queue depth once per refresh interval. */
+  /** Starts reading the drain rates and queue depth once per refresh interval. */
   start(): void {
     const refresh = () => void this.refresh();
     this.timer = setInterval(refresh, this.options.refreshMs ?? 1_000);
@@ -130,7 +133,7 @@ export class AdmissionGate {
    */
   private async shedIfTooLate(tenantId: string, limits: TenantLimits, priority: number | undefined, delayMs: number): Promise<void> {
     const budget = limits.maxQueueWaitMs - delayMs;
-    if (!shouldShed(this.depth + 1, this.drainRate, budget)) return;
+    if (!shouldShed(this.depth + 1, this.capacity, budget)) return;
     let position: number;
     try {
       // Without a priority the job joins the plain wait list, served before every prioritized (e.g. async) job.
@@ -138,14 +141,14 @@ export class AdmissionGate {
     } catch {
       return; // the estimate is advisory: the request's own deadline still bounds it
     }
-    if (!shouldShed(position, this.drainRate, budget)) return;
+    if (!shouldShed(position, this.capacity, budget)) return;
     this.options.onOutcome?.(tenantId, 'shed');
-    throw queueOverloaded(estimatedWaitMs(position, this.drainRate), shedRetryAfterMs(position, this.drainRate, budget));
+    throw queueOverloaded(estimatedWaitMs(position, this.capacity), shedRetryAfterMs(position, this.capacity, budget));
   }
 
   /** The SSE comment telling a waiting client where its job stands, or undefined once it is no longer in line. */
   async describePlace(jobId: string): Promise<string | undefined> {
-    const place = await placeInQueue(this.options.redis, this.options.keys, QUEUE_NAMES.completions, jobId, this.drainRate);
+    const place = await placeInQueue(this.options.redis, this.options.keys, QUEUE_NAMES.completions, jobId, this.capacity);
     return placeComment(place);
   }
 
@@ -153,14 +156,15 @@ export class AdmissionGate {
     const { redis, keys } = this.options;
     try {
       // Every queue shard (keys.shards): one MULTI per shard, each in its own slot; the depths add up.
-      const [rate, ...perShard] = await Promise.all([
-        readDrainRate(redis, keys, QUEUE_NAMES.completions),
+      const [rates, ...perShard] = await Promise.all([
+        readDrainRates(redis, keys, QUEUE_NAMES.completions),
         ...keys.shards.map((shard) => {
           const depthKeys = keys.queueDepthKeys(QUEUE_NAMES.completions, shard.index);
           return redis.multi().llen(depthKeys.wait).zcard(depthKeys.prioritized).exec();
         }),
       ]);
-      this.drainRate = rate;
+      this.drainRate = rates.throughput;
+      this.capacity = rates.capacity;
       this.depth = perShard.flatMap((counts) => counts ?? []).reduce((sum, [err, value]) => (err ? sum : sum + Number(value)), 0);
       this.waitDepth = perShard.reduce((sum, counts) => {
         const [waitErr, waitLength] = counts?.[0] ?? [null, 0];

@@ -18,6 +18,6 @@ export {
   DEFAULT_FAIR_SHARE_UNIT_MS,
   type FairShareOptions,
 } from './fair-share.ts';
-export { createDrainMeter, readDrainRate, queuePosition, estimatedWaitMs, shouldShed, shedRetryAfterMs, DRAIN_WINDOW_SECONDS, type DrainMeter } from './shed.ts';
+export { createDrainMeter, readDrainRates, queuePosition, estimatedWaitMs, shouldShed, shedRetryAfterMs, DRAIN_WINDOW_SECONDS, type DrainMeter, type DrainRates } from './shed.ts';
 export type { AdmissionRedis } from './scripts.ts';
 export { AdmissionGate, type Admitted, type AdmissionOutcome, type AdmissionGateOptions } from './gate.ts';

@@ -1,5 +1,5 @@
 // Where a waiting job stands in the completions queue, for the clients that ask (x-spillway-queue-position): its place
-// in line and an estimated wait from the measured drain rate. One MULTI in the queue's slot per probe; read-only.
+// in line and an estimated wait from the pool's measured capacity. One MULTI in the queue's slot per probe; read-only.
 import type { QueueName, RedisKeys } from '../queue/keys.ts';
 import type { AdmissionRedis } from './scripts.ts';
 import { estimatedWaitMs } from './shed.ts';
@@ -32,7 +32,7 @@ export async function placeInQueue(redis: AdmissionRedis, keys: RedisKeys, queue
   return { state: 'queued', position, etaMs: Number.isFinite(eta) ? Math.round(eta) : -1 };
 }
 
-/** The SSE comment for a place (`: queued position=N eta_ms=M`; eta -1 while no drain rate is measured). */
+/** The SSE comment for a place (`: queued position=N eta_ms=M`; eta -1 while no capacity is measured). */
 export function placeComment(place: QueuePlace): string | undefined {
   if (place.state === 'queued') return `: queued position=${place.position} eta_ms=${place.etaMs}\n\n`;
   if (place.state === 'delayed') return `: delayed eta_ms=${place.etaMs}\n\n`;

@@ -43,7 +43,8 @@ export interface RedisKeys {
   /** The BullMQ keys KEDA and the metrics read to measure queue depth, of one shard (default: shard 0). */
   queueDepthKeys(queue: QueueName, shard?: number): { wait: string; prioritized: string; delayed: string; active: string };
   /**
-   * Jobs a queue's workers finished during one epoch second (load shedding's drain rate). In the queue's own slot,
+   * A hash of what a queue's workers did during one epoch second: jobs ended, the time they held their slots, the
+   * slot time offered (load shedding's capacity, src/admission/shed.ts). In the queue's own slot,
    * next to BullMQ's keys; the ':' keeps it clear of job ids (BullMQ refuses custom ids with ':'). Written with a TTL.
    */
   drainKey(queue: QueueName, epochSecond: number): string;

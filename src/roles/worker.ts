@@ -132,13 +132,14 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   const deployments = [...new Map(config.models.flatMap((m) => m.route).map((t) => [`${t.provider}/${t.model}`, t])).entries()];
   metrics.breakerSource.read = () => deployments.map(([deployment, t]) => ({ provider: t.provider, deployment, state: resilience.breakers.state(t.provider, t.model) }));
   metrics.poolSource.read = () => [...providers.values()].map((p) => ({ provider: p.id, stats: p.pool.stats }));
-  // Jobs finished per second across the pool, read by the ingresses' load shedding (one INCRBY a second, not per job).
-  const drainMeter = createDrainMeter(connection, keys, QUEUE_NAMES.completions);
+  // Jobs ended, the time they held their slots and the slots offered, per second across the pool: the ingresses' load
+  // shedding reads the pool's capacity from them (one write a second, not per job).
+  const drainMeter = createDrainMeter(connection, keys, QUEUE_NAMES.completions, config.worker.concurrency);
 
   const worker = new CompletionWorkers({
     connection,
     keys,
-    processor,
+    processor: drainMeter.track(processor),
     shards: config.worker.shards,
     concurrency: config.worker.concurrency,
     lockDuration: config.worker.lockDurationMs,
@@ -148,7 +149,6 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
     name: ctx.instanceId,
   });
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
-  worker.on('completed', () => drainMeter.record());
   // A job whose lock this worker can no longer renew is not this worker's any more: Redis lost it (a restart without
   // persistence; its client has been told) or another worker took it over after a stall. Stop paying for it.
   worker.on('lockRenewalFailed', (jobIds) => {
