@@ -123,7 +123,7 @@ async function main(): Promise<number> {
       for (let run = 1; run <= options.runs && error === undefined; run++) {
         log(`${scenario.name} (run ${run}/${options.runs}): ${scenario.summary}`);
         try {
-          runs.push(await scenario.run({ stack, durationMs: options.durationMs, workers: options.workers, logDir, log }));
+          runs.push(await scenario.run({ stack, durationMs: options.durationMs, workers: options.workers, run, logDir, log }));
         } catch (err) {
           error = err instanceof Error ? err.message : String(err);
           log(`${scenario.name} failed: ${error}`);

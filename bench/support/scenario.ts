@@ -7,6 +7,8 @@ export interface ScenarioContext {
   /** Length of each measured load phase. */
   durationMs: number;
   workers: number;
+  /** Which run of the scenario this is, from 1 (e.g. to alternate the order of phases compared side by side). */
+  run: number;
   /** Where child processes (the raw BullMQ round trip) write their logs. */
   logDir: string;
   log: (line: string) => void;

@@ -1,5 +1,5 @@
-// Per-request admission against a tenant's budgets: one EVALSHA of admit.lua (GCRA on rpm and tpm, fair share),
-// none at all for a tenant without budgets or fair share. Never enqueues: the caller adds the job with the answer.
+// Per-request admission against a tenant's budgets: admit.lua (GCRA on rpm and tpm, fair share), one EVALSHA for the
+// requests of a tenant that arrive together, none at all for a tenant without budgets or fair share. Never enqueues: the caller adds the job with the answer.
 import type { RedisKeys } from '../queue/keys.ts';
 import type { TenantLimits } from './limits.ts';
 import { admissionCommands, integers, type AdmissionRedis } from './scripts.ts';
@@ -56,22 +56,18 @@ export async function admitRequest(redis: AdmissionRedis, keys: RedisKeys, limit
   const unitMs = fairShare?.unitMs ?? DEFAULT_FAIR_SHARE_UNIT_MS;
   const tenant = keys.tenantKeys(limits.tenantId);
   const tokens = Math.max(0, Math.ceil(options.tokens));
-  const reply = await admissionCommands(redis).spillwayAdmit(
-    tenant.requests,
-    tenant.tokens,
-    tenant.fairShare,
-    String(limits.rpm === undefined ? 0 : 60_000 / limits.rpm),
-    String(limits.burst),
-    String(limits.tpm === undefined ? 0 : 60_000 / limits.tpm),
-    String(limits.tokenBurst),
-    String(tokens),
-    String(Math.max(0, options.maxQueueWaitMs)),
-    String(fairShare === undefined ? 0 : fairShareIncrementMs(limits.weight, unitMs)),
-    String(FAIR_SHARE_CAP_MS),
-  );
-  const [decision, ms, reqRemaining, reqReset, tokRemaining, tokReset, leadUs] = integers(reply, 7, 'admit.lua') as [
-    number, number, number, number, number, number, number,
-  ];
+  const [decision, ms, reqRemaining, reqReset, tokRemaining, tokReset, leadUs] = (await admitTogether(
+    redis,
+    [tenant.requests, tenant.tokens, tenant.fairShare],
+    [
+      String(limits.rpm === undefined ? 0 : 60_000 / limits.rpm),
+      String(limits.burst),
+      String(limits.tpm === undefined ? 0 : 60_000 / limits.tpm),
+      String(limits.tokenBurst),
+      String(FAIR_SHARE_CAP_MS),
+    ],
+    [String(tokens), String(Math.max(0, options.maxQueueWaitMs)), String(fairShare === undefined ? 0 : fairShareIncrementMs(limits.weight, unitMs))],
+  )) as [number, number, number, number, number, number, number];
   const rateLimit: RateLimitState = {};
   if (limits.rpm !== undefined) rateLimit.requests = { limit: limits.rpm, remaining: reqRemaining, resetMs: reqReset };
   if (limits.tpm !== undefined) rateLimit.tokens = { limit: limits.tpm, remaining: tokRemaining, resetMs: tokReset };
@@ -79,6 +75,59 @@ export async function admitRequest(redis: AdmissionRedis, keys: RedisKeys, limit
   if (decision === 0) return { decision: 'now', priority, rateLimit };
   if (decision === 1) return { decision: 'delay', delayMs: ms, priority, rateLimit };
   return { decision: 'reject', retryAfterMs: ms, binding: bindingBudget(limits, tokens, rateLimit), priority, rateLimit };
+}
+
+/** The most requests one admit.lua call decides. */
+const MAX_BATCH = 64;
+
+interface Batch {
+  keys: [string, string, string];
+  shared: string[];
+  requests: { args: string[]; resolve: (answer: number[]) => void; reject: (err: unknown) => void }[];
+  sent: boolean;
+}
+
+/** Batches still open for more requests, per connection and per tenant budget (keys and limits). */
+const openBatches = new WeakMap<AdmissionRedis, Map<string, Batch>>();
+
+/**
+ * One request's admit.lua answer. The requests of one tenant that arrive within one turn of the event loop go to
+ * Redis as one call (admit.lua decides them one after the other, exactly as if each had been sent alone): under load
+ * admission costs one script call per tenant per turn, not one per request; alone, a request waits one turn.
+ */
+function admitTogether(redis: AdmissionRedis, keys: [string, string, string], shared: string[], args: string[]): Promise<number[]> {
+  let open = openBatches.get(redis);
+  if (open === undefined) {
+    open = new Map();
+    openBatches.set(redis, open);
+  }
+  const id = `${keys.join('\n')}\n${shared.join('\n')}`;
+  let batch = open.get(id);
+  if (batch === undefined) {
+    const created: Batch = { keys, shared, requests: [], sent: false };
+    open.set(id, created);
+    setImmediate(() => sendBatch(redis, open, id, created));
+    batch = created;
+  }
+  const answer = new Promise<number[]>((resolve, reject) => batch.requests.push({ args, resolve, reject }));
+  if (batch.requests.length >= MAX_BATCH) sendBatch(redis, open, id, batch);
+  return answer;
+}
+
+function sendBatch(redis: AdmissionRedis, open: Map<string, Batch>, id: string, batch: Batch): void {
+  if (batch.sent) return;
+  batch.sent = true;
+  if (open.get(id) === batch) open.delete(id);
+  const { requests } = batch;
+  admissionCommands(redis)
+    .spillwayAdmit(...batch.keys, ...batch.shared, ...requests.flatMap((r) => r.args))
+    .then((reply) => {
+      const answers = integers(reply, 7 * requests.length, 'admit.lua');
+      requests.forEach((r, i) => r.resolve(answers.slice(7 * i, 7 * i + 7)));
+    })
+    .catch((err: unknown) => {
+      for (const r of requests) r.reject(err);
+    });
 }
 
 /** Which budget refused the request, for the 429's message: the one whose reset is further away. */

@@ -1,5 +1,6 @@
-// The ingress's admission step for one request: tenant budgets (one EVALSHA, none for an unlimited tenant without
-// fair share), fair-share priority, and early load shedding from the pool's measured capacity. Never enqueues.
+// The ingress's admission step for one request: tenant budgets (admit.lua, one call per tenant for the requests that
+// arrive together; none for an unlimited tenant without fair share), fair-share priority, and early load shedding from
+// the pool's measured capacity. Never enqueues.
 import type { Logger } from 'pino';
 import type { Config, Endpoint, PriorityClass, TenantConfig } from '../config/schema.ts';
 import { QUEUE_NAMES, type RedisKeys } from '../queue/keys.ts';

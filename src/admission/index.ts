@@ -1,5 +1,6 @@
-// Per-tenant admission, the public surface: budgets (GCRA, one script per request), token estimation and settlement,
-// rate-limit headers and errors, concurrency leases, fair-share priorities, load shedding. Re-exports only.
+// Per-tenant admission, the public surface: budgets (GCRA, one script call per tenant for the requests that arrive
+// together), token estimation and settlement, rate-limit headers and errors, concurrency leases, fair-share
+// priorities, load shedding. Re-exports only.
 export { admitRequest, settleTokens, needsRedis, type AdmissionResult, type AdmitOptions, type BudgetState, type RateLimitState, type SettleOptions } from './admit.ts';
 export { resolveTenantLimits, hasRateLimits, oneSecondsWorth, type TenantLimits } from './limits.ts';
 export { estimateTokens, EXACT_CHARS, IMAGE_PART_TOKENS, type EstimateDefaults } from './tokens.ts';

@@ -1,5 +1,6 @@
 // admitRequest and settleTokens against a real redis-server: GCRA pacing of rpm and tpm, refusals that reserve
-// nothing, exactness across connections, token settlement, TTLs and hash slots of the keys, and the cost per request.
+// nothing, exactness across connections, token settlement, TTLs and hash slots of the keys, and the cost per request
+// (one EVALSHA per tenant for the requests that arrive together).
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { admitRequest, settleTokens, type AdmissionResult } from '../../src/admission/admit.ts';
@@ -255,5 +256,38 @@ describe('admitRequest: cost', () => {
       for (let i = 0; i < 50; i++) await admitRequest(own, keys, limits(), { tokens: 10, maxQueueWaitMs: 60_000 });
     });
     expect(unlimited).toEqual({});
+  });
+
+  it('requests of one tenant that arrive together share one EVALSHA, each decided as if sent alone after the one before', async () => {
+    const tenant = limits({ rpm: 60, burst: 5 });
+    // A warm-up call (captured on its own) loads the script, so the counts below are of EVALSHA alone.
+    await commandsOf(async () => void (await admitRequest(own, keys, limits({ tenantId: 'warm', rpm: 60 }), { tokens: 0, maxQueueWaitMs: 0 })));
+    let together: AdmissionResult[] = [];
+    const counts = await commandsOf(async () => {
+      together = await Promise.all(Array.from({ length: 20 }, () => admitRequest(own, keys, tenant, { tokens: 0, maxQueueWaitMs: 10_500 })));
+    });
+    expect(counts).toEqual({ evalsha: 1 });
+    // The burst at once, then one a second up to the 10.5 s wait, the rest refused: the same as twenty calls in a row.
+    const alone: AdmissionResult[] = [];
+    const other = limits({ tenantId: 'alone', rpm: 60, burst: 5 });
+    for (let i = 0; i < 20; i++) alone.push(await admitRequest(own, keys, other, { tokens: 0, maxQueueWaitMs: 10_500 }));
+    expect(together.map((r) => r.decision)).toEqual(alone.map((r) => r.decision));
+    expect(together.map((r) => r.decision)).toEqual([...Array(5).fill('now'), ...Array(10).fill('delay'), ...Array(5).fill('reject')]);
+    const delays = together.filter((r) => r.decision === 'delay').map(delayOf);
+    // In arrival order, each one emission interval after the one before.
+    for (let i = 1; i < delays.length; i++) expect(delays[i]! - delays[i - 1]!).toBeGreaterThanOrEqual(999);
+    expect(together.map((r) => r.rateLimit.requests?.remaining)).toEqual(alone.map((r) => r.rateLimit.requests?.remaining));
+  });
+
+  it('two tenants arriving together are two calls, and neither budget moves the other', async () => {
+    const a = limits({ tenantId: 'a', rpm: 60, burst: 2 });
+    const b = limits({ tenantId: 'b', rpm: 60, burst: 2 });
+    await commandsOf(async () => void (await admitRequest(own, keys, limits({ tenantId: 'warm', rpm: 60 }), { tokens: 0, maxQueueWaitMs: 0 })));
+    let results: AdmissionResult[] = [];
+    const counts = await commandsOf(async () => {
+      results = await Promise.all([a, b, a, b, a, b].map((t) => admitRequest(own, keys, t, { tokens: 0, maxQueueWaitMs: 0 })));
+    });
+    expect(counts).toEqual({ evalsha: 2 });
+    expect(results.map((r) => r.decision)).toEqual(['now', 'now', 'now', 'now', 'reject', 'reject']);
   });
 });
