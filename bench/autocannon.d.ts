@@ -14,6 +14,16 @@ declare module 'autocannon' {
     /** Seconds before a request counts as a timeout. */
     timeout?: number;
     pipelining?: number;
+    /** Requests sent in turn; `setupRequest` may rewrite each one before it is sent (e.g. a body of its own). */
+    requests?: Array<{ setupRequest?: (request: RequestParams) => RequestParams }>;
+  }
+
+  /** What setupRequest receives and returns. */
+  interface RequestParams {
+    method?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    body?: string;
   }
 
   interface Result {
@@ -32,5 +42,6 @@ declare module 'autocannon' {
   }
 
   function autocannon(options: Options): Instance;
+  export type { RequestParams };
   export default autocannon;
 }

@@ -1,6 +1,7 @@
-// Scenario "admission": the throughput scenario's load (200 keep-alive clients, non-streaming, upstream latency 0) sent
-// as a tenant without limits and as a tenant whose rpm and tpm are configured but never binding: what admission costs.
-import { runFixedLoad, warmUp } from '../support/fixed-load.ts';
+// Scenario "admission": the throughput scenario's load (200 keep-alive clients, non-streaming, upstream latency 0, each
+// user message unique) sent as a tenant without limits and as a tenant whose rpm and tpm are configured but never
+// binding: what admission costs.
+import { runFixedLoad, UNIQUE_MARK, warmUp } from '../support/fixed-load.ts';
 import { redisCost, redisMetrics } from '../support/redis-cost.ts';
 import type { Stack } from '../support/stack.ts';
 import { LIMITED_TENANT_KEY } from '../support/stack.ts';
@@ -29,8 +30,10 @@ export const admission: Scenario = {
   async run(ctx) {
     const { spillway } = ctx.stack.targets('open');
     const options = { stream: false, mock: { latencyMs: 0 } };
-    const unlimitedRequest = chatRequest(spillway, options);
-    const limitedRequest = chatRequest({ ...spillway, headers: { authorization: `Bearer ${LIMITED_TENANT_KEY}` } }, options);
+    // As an application sends them: the same system prompt every time, a user message never seen before (a number of
+    // its own in each), so the token estimate tokenizes the user message of every request.
+    const unlimitedRequest = uniqueUserMessage(chatRequest(spillway, options));
+    const limitedRequest = uniqueUserMessage(chatRequest({ ...spillway, headers: { authorization: `Bearer ${LIMITED_TENANT_KEY}` } }, options));
     // The first phase after the stack starts runs slower (JIT, pools), and so does the first phase of a code path not
     // run yet (the admission script, the tokenizer, the rate-limit headers): a throw-away pass of each, then the two
     // side by side, in an order that alternates between runs so that neither always goes first.
@@ -67,6 +70,14 @@ export const admission: Scenario = {
 };
 
 type Measured = Awaited<ReturnType<typeof measure>>;
+
+/** The request with a number of its own appended to its last message (the load generator counts them). */
+function uniqueUserMessage(request: PreparedRequest): PreparedRequest {
+  const body = JSON.parse(request.body) as { messages: { content: string }[] };
+  const last = body.messages.at(-1)!;
+  last.content = `${last.content} This is request number ${UNIQUE_MARK}.`;
+  return { ...request, body: JSON.stringify(body) };
+}
 
 async function measure(stack: Stack, request: PreparedRequest, durationMs: number) {
   const amount = await warmUp(request, CONNECTIONS, durationMs);

@@ -1,6 +1,6 @@
 // Closed-loop HTTP load with autocannon (as a library): C keep-alive connections, a fixed number of requests sized from a
 // warm-up to last about the wanted time; every 2xx latency is kept (exact percentiles). Non-streaming only.
-import autocannon from 'autocannon';
+import autocannon, { type RequestParams } from 'autocannon';
 import { summarize, type Summary } from './stats.ts';
 import type { PreparedRequest } from './targets.ts';
 
@@ -19,6 +19,16 @@ export interface FixedLoadResult {
   timeouts: number;
 }
 
+/** Replaced, in a request body that carries it, by a number unique to each request of the run. */
+export const UNIQUE_MARK = '{{n}}';
+
+/** autocannon's setupRequest: the body with UNIQUE_MARK replaced by the next number. */
+function numbered(body: string): (req: RequestParams) => RequestParams {
+  const [head, tail] = body.split(UNIQUE_MARK) as [string, string];
+  let n = 0;
+  return (req) => ({ ...req, body: `${head}${++n}${tail}` });
+}
+
 /**
  * A fixed amount, not a fixed duration: at the end of a timed run autocannon destroys its sockets with requests still
  * in flight, which the server sees as clients disconnecting mid-request. A counted run ends only when every answer is in.
@@ -32,6 +42,8 @@ export async function runFixedLoad(request: PreparedRequest, connections: number
     headers: request.headers,
     body: request.body,
     connections,
+    // A body carrying UNIQUE_MARK gets a number of its own there in every request (a prompt never seen before).
+    ...(request.body.includes(UNIQUE_MARK) ? { requests: [{ setupRequest: numbered(request.body) }] } : {}),
     amount: Math.max(amount, connections),
     timeout: timeoutS,
     pipelining: 1,

@@ -21,12 +21,53 @@ export const EXACT_CHARS = 8192;
  * the reply is primed with 3. Non-text content parts (images, audio, files) count a flat IMAGE_PART_TOKENS each:
  * a 1024×1024 image at high detail (85 + 4 × 170); the settlement from usage corrects the difference. */
 const TOKENS_PER_MESSAGE = 3;
+/** The chat roles, each one token in o200k_base. */
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 const TOKENS_PER_NAME = 1;
 const REPLY_PRIMING = 3;
 export const IMAGE_PART_TOKENS = 765;
 
 // Special-token markers in a client's text are counted as text (never rejected: this only estimates).
 const COUNT_OPTIONS = { disallowedSpecial: new Set<string>() };
+
+/**
+ * Token counts of texts seen recently, in two generations of at most CACHE_ENTRIES texts and CACHE_CHARS characters
+ * each (a few MB at most): system prompts, tool definitions and role names repeat from request to request, and a
+ * 4 KB system prompt costs hundreds of µs to tokenize each time. When the newer generation is full it becomes the
+ * older one and the oldest is dropped; a text found in the older one moves back to the newer.
+ */
+const CACHE_ENTRIES = 2_048;
+const CACHE_CHARS = 2_000_000;
+let recentCounts = new Map<string, number>();
+let olderCounts = new Map<string, number>();
+let recentChars = 0;
+
+function countText(text: string): number {
+  let tokens = recentCounts.get(text);
+  if (tokens !== undefined) return tokens;
+  tokens = olderCounts.get(text) ?? countTokens(text, COUNT_OPTIONS);
+  if (recentCounts.size >= CACHE_ENTRIES || recentChars + text.length > CACHE_CHARS) {
+    olderCounts = recentCounts;
+    recentCounts = new Map();
+    recentChars = 0;
+  }
+  recentCounts.set(text, tokens);
+  recentChars += text.length;
+  return tokens;
+}
+
+/** The token-count cache's size now (for tests: it stays bounded). */
+export function tokenCountCacheSize(): { entries: number; chars: number } {
+  let chars = recentChars;
+  for (const text of olderCounts.keys()) chars += text.length;
+  return { entries: recentCounts.size + olderCounts.size, chars };
+}
+
+/**
+ * Texts up to this many characters are charged an upper bound instead of being tokenized: a short message costs a
+ * tokenizer call (µs) for a few tokens, and the settlement from `usage` refunds the difference after the call.
+ */
+export const SHORT_TEXT_CHARS = 256;
 
 /** Counts text against one request's budget of exact characters, then extrapolates. */
 class TokenCounter {
@@ -42,6 +83,11 @@ class TokenCounter {
 
   text(value: unknown): void {
     if (typeof value !== 'string' || value.length === 0) return;
+    if (value.length <= SHORT_TEXT_CHARS) {
+      // Its UTF-8 length bounds its tokens from above (every token is at least one byte) and costs nothing to learn.
+      this.fixed += Buffer.byteLength(value, 'utf8');
+      return;
+    }
     if (this.exactLeft <= 0) {
       this.extraChars += value.length;
       return;
@@ -49,7 +95,7 @@ class TokenCounter {
     const exact = value.length <= this.exactLeft ? value : value.slice(0, this.exactLeft);
     this.exactLeft -= exact.length;
     this.countedChars += exact.length;
-    this.countedTokens += countTokens(exact, COUNT_OPTIONS);
+    this.countedTokens += countText(exact);
     this.extraChars += value.length - exact.length;
   }
 
@@ -79,7 +125,8 @@ function countChat(counter: TokenCounter, body: Record<string, unknown>): void {
   for (const message of messages) {
     if (!isRecord(message)) continue;
     counter.fixed += TOKENS_PER_MESSAGE;
-    counter.text(message.role);
+    if (typeof message.role === 'string' && ROLES.has(message.role)) counter.fixed += 1;
+    else counter.text(message.role);
     if (typeof message.name === 'string') {
       counter.fixed += TOKENS_PER_NAME;
       counter.text(message.name);
