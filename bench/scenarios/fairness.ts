@@ -18,6 +18,7 @@ export const fairness: Scenario = {
   rows: [
     { label: "B's queue wait p50, alone", unit: 'ms', spillway: 'b_wait_alone_p50' },
     { label: "B's queue wait p50, during A's flood", unit: 'ms', spillway: 'b_wait_flood_p50', compare: { metric: 'b_wait_ratio_pct', unit: '%' } },
+    { label: "A's jobs waiting when B's requests were sent", unit: 'count', spillway: 'a_backlog_when_b_sent' },
     { label: "A's jobs finished before B's last one", unit: 'count', spillway: 'a_before_last_b' },
     { label: 'failed requests', unit: 'count', spillway: 'failed' },
   ],
@@ -38,25 +39,31 @@ export const fairness: Scenario = {
       (await Promise.all(Array.from({ length: LIGHT }, () => send(TENANT_B_KEY, 'b-alone')))).forEach(count);
       const alone = await waits(ctx.stack.queue, 'tenant-b', aloneSince);
 
+      const total = async () => Object.values(await ctx.stack.queue.getJobCounts('prioritized', 'waiting', 'active', 'completed')).reduce((sum, n) => sum + n, 0);
+      // Jobs kept from before the flood (B's alone, earlier runs'): not part of it.
+      const before = await total();
       const floodSince = Date.now();
-      const order: string[] = [];
-      const flood = Array.from({ length: FLOOD }, () => send(TENANT_A_KEY, 'a-flood').then((ok) => (count(ok), order.push('a'))));
-      // B arrives once A's flood is waiting in the queue.
+      const flood = Array.from({ length: FLOOD }, () => send(TENANT_A_KEY, 'a-flood').then(count));
+      // B arrives once 90 % of A's flood has been added (completed jobs are kept, so a job that already ran counts): the
+      // workers drain while the ingress adds, so what is still waiting then is the backlog B's requests meet.
+      let backlog = 0;
       for (let i = 0; i < 600; i++) {
+        const added = (await total()) - before;
         const counts = await ctx.stack.queue.getJobCounts('prioritized', 'waiting');
-        if ((counts.prioritized ?? 0) + (counts.waiting ?? 0) >= FLOOD * 0.9) break;
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        backlog = (counts.prioritized ?? 0) + (counts.waiting ?? 0);
+        if (added >= FLOOD * 0.9) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      const light = Array.from({ length: LIGHT }, () => send(TENANT_B_KEY, 'b-flood').then((ok) => (count(ok), order.push('b'))));
+      const light = Array.from({ length: LIGHT }, () => send(TENANT_B_KEY, 'b-flood').then(count));
       await Promise.all([...flood, ...light]);
       const during = await waits(ctx.stack.queue, 'tenant-b', floodSince);
-      const lastB = order.lastIndexOf('b');
       return {
         metrics: {
           b_wait_alone_p50: alone.p50,
           b_wait_flood_p50: during.p50,
           b_wait_ratio_pct: (100 * during.p50) / Math.max(1, alone.p50),
-          a_before_last_b: order.slice(0, lastB).filter((t) => t === 'a').length,
+          a_before_last_b: await finishedBeforeLast(ctx.stack.queue, 'tenant-a', 'tenant-b', floodSince),
+          a_backlog_when_b_sent: backlog,
           failed,
         },
         details: { alone, during },
@@ -77,6 +84,17 @@ async function post(target: Target, key: string, tag: string): Promise<boolean> 
   if (response === undefined) return false;
   await response.arrayBuffer();
   return response.ok;
+}
+
+/**
+ * How many of `flooder`'s jobs a worker finished before it finished `light`'s last one, from BullMQ's timestamps (the
+ * order the clients read their answers in also counts their own HTTP connections, not the queue's order).
+ */
+async function finishedBeforeLast(queue: Queue, flooder: string, light: string, sinceMs: number): Promise<number> {
+  const jobs = (await queue.getJobs(['completed'], 0, 4_999, false)).filter((job) => job.timestamp >= sinceMs && job.finishedOn !== undefined);
+  const tenantOf = (job: (typeof jobs)[number]) => (job.data as { tenant?: string }).tenant;
+  const lastLight = Math.max(...jobs.filter((job) => tenantOf(job) === light).map((job) => job.finishedOn!));
+  return jobs.filter((job) => tenantOf(job) === flooder && job.finishedOn! < lastLight).length;
 }
 
 /** Queue waits (added → taken) of one tenant's completed jobs added since `sinceMs`, from BullMQ's timestamps. */
