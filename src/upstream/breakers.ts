@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { BreakerKeys } from '../queue/keys.ts';
 import type { UpstreamFailure } from './providers/openai/errors.ts';
 import { acquireProbeLease, type ProbeLease } from './lease-scripts.ts';
+import { NudgeChannel } from './nudges.ts';
 
 export interface BreakerSettings {
   enabled: boolean;
@@ -98,28 +99,34 @@ export class BreakerRegistry {
   private readonly o: BreakerRegistryOptions;
   private readonly entries = new Map<string, Entry>();
   private readonly known: string[];
+  private readonly nudges: NudgeChannel<z.infer<typeof NudgeSchema>>;
   private closed = false;
 
   constructor(options: BreakerRegistryOptions) {
     this.o = options;
     this.known = [...new Set([...options.deployments].map((d) => deploymentId(d.provider, d.model)))];
+    this.nudges = new NudgeChannel({
+      subscriber: options.subscriber,
+      channel: options.keys.channel,
+      schema: NudgeSchema,
+      instanceId: options.instanceId,
+      logger: options.logger,
+      what: 'circuit breaker',
+      onNudge: (nudge) => (nudge.op === 'open' ? this.applyOpen(nudge.d, nudge.ms ?? 0, 'pool') : this.applyClose(nudge.d)),
+      resync: () => this.resync(),
+    });
   }
 
   /** Subscribes to the nudges and reads the pool's open breakers (again after every reconnect). */
-  async start(): Promise<void> {
-    this.o.subscriber.on('message', this.onMessage);
-    this.o.subscriber.on('ready', this.onReady);
-    await this.o.subscriber.subscribe(this.o.keys.channel);
-    await this.resync();
+  start(): Promise<void> {
+    return this.nudges.start();
   }
 
   /** Idempotent. Leaves the connections to their owner. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.o.subscriber.off('message', this.onMessage);
-    this.o.subscriber.off('ready', this.onReady);
-    await this.o.subscriber.unsubscribe(this.o.keys.channel).catch(() => undefined);
+    await this.nudges.close();
     for (const entry of this.entries.values()) entry.breaker.shutdown();
     this.entries.clear();
   }
@@ -344,25 +351,7 @@ export class BreakerRegistry {
     this.o.logger.info({ deployment: id, source: 'pool' }, 'circuit breaker closed');
   }
 
-  private readonly onMessage = (channel: string, raw: string): void => {
-    if (channel !== this.o.keys.channel || this.closed) return;
-    let nudge: z.infer<typeof NudgeSchema>;
-    try {
-      nudge = NudgeSchema.parse(JSON.parse(raw));
-    } catch {
-      this.o.logger.warn({ channel }, 'malformed circuit breaker nudge ignored');
-      return;
-    }
-    if (nudge.from === this.o.instanceId) return;
-    if (nudge.op === 'open') this.applyOpen(nudge.d, nudge.ms ?? 0, 'pool');
-    else this.applyClose(nudge.d);
-  };
-
   /** Nudges sent while the subscriber was reconnecting are lost: the keys tell what is open now. */
-  private readonly onReady = (): void => {
-    this.resync().catch((err: unknown) => this.o.logger.warn({ err: String(err) }, 'circuit breaker resync failed'));
-  };
-
   private async resync(): Promise<void> {
     const ids = [...new Set([...this.known, ...this.entries.keys()])];
     if (ids.length === 0 || this.closed) return;

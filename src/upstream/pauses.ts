@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { RedisKeys } from '../queue/keys.ts';
 import { deploymentId } from './breakers.ts';
+import { NudgeChannel } from './nudges.ts';
 
 /** A provider asking for longer than this (a daily quota's reset) still gets only this pause at a time. */
 export const MAX_PAUSE_MS = 10 * 60_000;
@@ -30,6 +31,7 @@ export class DeploymentPauses {
   /** Deployment id → epoch ms the pause ends (this worker's clock). */
   private readonly until = new Map<string, number>();
   private readonly known: Array<{ provider: string; model: string }>;
+  private readonly nudges: NudgeChannel<z.infer<typeof NudgeSchema>>;
   private closed = false;
 
   constructor(options: DeploymentPausesOptions) {
@@ -37,23 +39,27 @@ export class DeploymentPauses {
     const seen = new Map<string, { provider: string; model: string }>();
     for (const d of options.deployments) seen.set(deploymentId(d.provider, d.model), { provider: d.provider, model: d.model });
     this.known = [...seen.values()];
+    this.nudges = new NudgeChannel({
+      subscriber: options.subscriber,
+      channel: options.keys.pauseChannel,
+      schema: NudgeSchema,
+      instanceId: options.instanceId,
+      logger: options.logger,
+      what: 'deployment pause',
+      onNudge: (nudge) => this.extend(deploymentId(nudge.p, nudge.m), Date.now() + Math.min(MAX_PAUSE_MS, nudge.ms)),
+      resync: () => this.resync(),
+    });
   }
 
   /** Subscribes to the nudges and reads the pauses the pool holds now (again after every reconnect). */
-  async start(): Promise<void> {
-    this.o.subscriber.on('message', this.onMessage);
-    this.o.subscriber.on('ready', this.onReady);
-    await this.o.subscriber.subscribe(this.o.keys.pauseChannel);
-    await this.resync();
+  start(): Promise<void> {
+    return this.nudges.start();
   }
 
   /** Idempotent; leaves the connections to their owner. */
   async close(): Promise<void> {
-    if (this.closed) return;
     this.closed = true;
-    this.o.subscriber.off('message', this.onMessage);
-    this.o.subscriber.off('ready', this.onReady);
-    await this.o.subscriber.unsubscribe(this.o.keys.pauseChannel).catch(() => undefined);
+    await this.nudges.close();
   }
 
   /** Whether any deployment is (or recently was) paused: false makes every check here free. */
@@ -90,24 +96,7 @@ export class DeploymentPauses {
     if ((this.until.get(id) ?? 0) < until) this.until.set(id, until);
   }
 
-  private readonly onMessage = (channel: string, raw: string): void => {
-    if (channel !== this.o.keys.pauseChannel || this.closed) return;
-    let nudge: z.infer<typeof NudgeSchema>;
-    try {
-      nudge = NudgeSchema.parse(JSON.parse(raw));
-    } catch {
-      this.o.logger.warn({ channel }, 'malformed deployment pause nudge ignored');
-      return;
-    }
-    if (nudge.from === this.o.instanceId) return;
-    this.extend(deploymentId(nudge.p, nudge.m), Date.now() + Math.min(MAX_PAUSE_MS, nudge.ms));
-  };
-
   /** Nudges sent while the subscriber was reconnecting are lost: the keys tell what is paused now. */
-  private readonly onReady = (): void => {
-    this.resync().catch((err: unknown) => this.o.logger.warn({ err: String(err) }, 'deployment pause resync failed'));
-  };
-
   private async resync(): Promise<void> {
     if (this.closed || this.known.length === 0) return;
     // One command per deployment (each provider has a hash tag of its own: no cross-slot pipeline on a cluster).
