@@ -6,18 +6,18 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import OpenAI from 'openai';
 import { startMockUpstream, type MockUpstream } from '../../src/mock-upstream/index.ts';
 import { startCluster, TENANT_KEY, type Cluster } from '../support/spillway-cluster.ts';
-import { startTimedProxy, type TimedProxy } from '../support/timed-proxy.ts';
+import { startRecordingProxy, type RecordingProxy } from '../support/recording-proxy.ts';
 import { waitFor } from '../support/wait.ts';
 
 let mock: MockUpstream;
 let limitedMock: MockUpstream;
-let proxy: TimedProxy;
+let proxy: RecordingProxy;
 let cluster: Cluster;
 let client: OpenAI;
 
 beforeAll(async () => {
   [mock, limitedMock] = await Promise.all([startMockUpstream({ chunks: 2 }), startMockUpstream({ chunks: 2 })]);
-  proxy = await startTimedProxy(mock.url);
+  proxy = await startRecordingProxy(mock.url);
   cluster = await startCluster({
     redisUrl: inject('redisUrl'),
     workers: 2,
@@ -58,7 +58,7 @@ describe('a 429 with Retry-After: 2', () => {
   it('reaches no worker of the pool for 2 s; the queued jobs then complete, none lost, no client sees the 429', async () => {
     const limitedOnce = { 'x-mock-status': '429', 'x-mock-retry-after': '2', 'x-mock-fail-times': '1', 'x-mock-tag': 'rate-limited' };
     const first = chat('gpt-4o-mini', limitedOnce);
-    const limited = await waitFor(() => proxy.calls.find((call) => call.status === 429 && call.answeredAt !== undefined), { what: 'the upstream 429' });
+    const limited = await waitFor(() => proxy.requests.find((call) => call.status === 429 && call.answeredAt !== undefined), { what: 'the upstream 429' });
     const pauseEnds = limited.answeredAt! + 2_000;
 
     // Queued while the deployment is paused: eight for it (taken by either worker), three for another deployment.
@@ -67,13 +67,13 @@ describe('a 429 with Retry-After: 2', () => {
     expect(await Promise.all(others)).toEqual([200, 200, 200]);
     expect(await Promise.all([first, ...queued])).toEqual(Array(9).fill(200));
 
-    const toPaused = proxy.calls.filter((call) => call.model === 'mock-chat');
+    const toPaused = proxy.requests.filter((call) => call.model === 'mock-chat');
     // The 429 itself, then the nine jobs, each once: nothing lost, nothing called twice.
     expect(toPaused).toHaveLength(10);
     for (const call of toPaused.filter((c) => c !== limited)) expect(call.arrivedAt).toBeGreaterThanOrEqual(pauseEnds);
     expect(toPaused.filter((call) => call.status === 429)).toHaveLength(1);
     // The other deployment was served during the pause.
-    const toOther = proxy.calls.filter((call) => call.model === 'mock-other');
+    const toOther = proxy.requests.filter((call) => call.model === 'mock-other');
     expect(toOther).toHaveLength(3);
     expect(Math.min(...toOther.map((call) => call.arrivedAt))).toBeLessThan(pauseEnds);
     // Each worker that met the pause logged it from its own 429 or learned it from the nudge: only one logged the 429.
