@@ -6,24 +6,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { countsAgainstDeployment } from '../../src/upstream/breakers.ts';
 import { clientFailure, failureFromNetworkError, failureFromResponse, deadlineFailure, tooLargeFailure } from '../../src/upstream/providers/openai/errors.ts';
+import { configProblems } from '../support/config.ts';
 
 const TENANTS = [{ id: 'acme', keys: [`sha256:${'c'.repeat(64)}`] }];
 
 function config(provider: Record<string, unknown>, models: unknown[] = [{ name: 'm', route: [{ provider: 'p', model: 'x' }] }]): Record<string, unknown> {
   return { providers: [{ id: 'p', baseUrl: 'https://api.example.com/v1', ...provider }], models, tenants: TENANTS };
-}
-
-function problems(input: Record<string, unknown>): readonly string[] {
-  try {
-    parseConfig(input);
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.problems;
-  }
 }
 
 describe('provider types', () => {
@@ -40,17 +31,17 @@ describe('provider types', () => {
   });
 
   it('an azure-openai provider without apiVersion is refused at providers[i].apiVersion', () => {
-    expect(problems(config({ type: 'azure-openai' }))).toEqual([expect.stringMatching(/^providers\[0\]\.apiVersion: required for type "azure-openai"/)]);
+    expect(configProblems(config({ type: 'azure-openai' }))).toEqual([expect.stringMatching(/^providers\[0\]\.apiVersion: required for type "azure-openai"/)]);
   });
 
   it('a field of another provider type is refused, naming it', () => {
-    expect(problems(config({ type: 'openai', defaultMaxTokens: 100 }))).toEqual([expect.stringMatching(/^providers\[0\]\.defaultMaxTokens: only for type "anthropic"/)]);
-    expect(problems(config({ type: 'anthropic', apiVersion: '2024-10-21' }))).toEqual([expect.stringMatching(/^providers\[0\]\.apiVersion: only for type "azure-openai"/)]);
+    expect(configProblems(config({ type: 'openai', defaultMaxTokens: 100 }))).toEqual([expect.stringMatching(/^providers\[0\]\.defaultMaxTokens: only for type "anthropic"/)]);
+    expect(configProblems(config({ type: 'anthropic', apiVersion: '2024-10-21' }))).toEqual([expect.stringMatching(/^providers\[0\]\.apiVersion: only for type "azure-openai"/)]);
   });
 
   it('a model that declares embeddings cannot route to an anthropic provider', () => {
     const models = [{ name: 'e', route: [{ provider: 'p', model: 'claude' }], endpoints: ['embeddings'] }];
-    expect(problems(config({ type: 'anthropic' }, models))).toEqual([expect.stringMatching(/^models\[0\]\.route\[0\]\.provider: provider "p" \(anthropic\) cannot serve embeddings/)]);
+    expect(configProblems(config({ type: 'anthropic' }, models))).toEqual([expect.stringMatching(/^models\[0\]\.route\[0\]\.provider: provider "p" \(anthropic\) cannot serve embeddings/)]);
   });
 });
 
@@ -63,12 +54,12 @@ describe('circuitBreaker and healthCheck', () => {
   });
 
   it('a failureThreshold of 0 is refused, naming the field', () => {
-    expect(problems(config({ type: 'openai', circuitBreaker: { failureThreshold: 0 } }))).toEqual([expect.stringMatching(/^providers\[0\]\.circuitBreaker\.failureThreshold: /)]);
+    expect(configProblems(config({ type: 'openai', circuitBreaker: { failureThreshold: 0 } }))).toEqual([expect.stringMatching(/^providers\[0\]\.circuitBreaker\.failureThreshold: /)]);
   });
 
   it('unknown breaker fields, a health-check path without a leading slash and a tiny interval are refused', () => {
-    expect(problems(config({ type: 'openai', circuitBreaker: { threshold: 3 } }))).toEqual([expect.stringMatching(/^providers\[0\]\.circuitBreaker: unknown field "threshold"/)]);
-    expect(problems(config({ type: 'openai', healthCheck: { path: 'models', intervalMs: 10 } }))).toEqual([
+    expect(configProblems(config({ type: 'openai', circuitBreaker: { threshold: 3 } }))).toEqual([expect.stringMatching(/^providers\[0\]\.circuitBreaker: unknown field "threshold"/)]);
+    expect(configProblems(config({ type: 'openai', healthCheck: { path: 'models', intervalMs: 10 } }))).toEqual([
       expect.stringMatching(/^providers\[0\]\.healthCheck\.path: must start with \//),
       expect.stringMatching(/^providers\[0\]\.healthCheck\.intervalMs: /),
     ]);

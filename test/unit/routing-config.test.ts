@@ -6,23 +6,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { configProblems } from '../support/config.ts';
 
 const TENANTS = [{ id: 'acme', keys: [`sha256:${'c'.repeat(64)}`] }];
 const PROVIDERS = [{ id: 'p', type: 'openai', baseUrl: 'https://api.example.com/v1' }];
 
 function config(models: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { providers: PROVIDERS, models, tenants: TENANTS, ...extra };
-}
-
-function problems(input: Record<string, unknown>): readonly string[] {
-  try {
-    parseConfig(input);
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.problems;
-  }
 }
 
 const route = [{ provider: 'p', model: 'x' }];
@@ -56,14 +47,14 @@ describe('routing configuration', () => {
     ['a weight without strategy weighted', [{ name: 'a', route: [{ provider: 'p', model: 'x', weight: 2 }] }], 'models[0].route[0].weight'],
     ['a weight of 0', [{ name: 'a', strategy: 'weighted', route: [{ provider: 'p', model: 'x', weight: 0 }] }], 'models[0].route[0].weight'],
   ])('refuses %s, naming the field', (_name, models, field) => {
-    expect(problems(config(models)).join('\n')).toContain(field);
+    expect(configProblems(config(models)).join('\n')).toContain(field);
   });
 
   it('accepts pool-wide provider limits and refuses a zero or unknown one, naming the field', () => {
     const limited = parseConfig({ ...config([{ name: 'a', route }]), providers: [{ ...PROVIDERS[0], limits: { rpm: 600, tpm: 90_000, maxConcurrency: 20 } }] });
     expect(limited.providers[0]!.limits).toEqual({ rpm: 600, tpm: 90_000, maxConcurrency: 20, scope: 'provider' });
-    expect(problems({ ...config([{ name: 'a', route }]), providers: [{ ...PROVIDERS[0], limits: { rpm: 0 } }] }).join('\n')).toContain('providers[0].limits.rpm');
-    expect(problems({ ...config([{ name: 'a', route }]), providers: [{ ...PROVIDERS[0], limits: { rps: 5 } }] }).join('\n')).toContain('providers[0].limits');
+    expect(configProblems({ ...config([{ name: 'a', route }]), providers: [{ ...PROVIDERS[0], limits: { rpm: 0 } }] }).join('\n')).toContain('providers[0].limits.rpm');
+    expect(configProblems({ ...config([{ name: 'a', route }]), providers: [{ ...PROVIDERS[0], limits: { rps: 5 } }] }).join('\n')).toContain('providers[0].limits');
   });
 
   it('accepts cache settings on the top level, a model and a tenant, and refuses `shared` on a tenant', () => {
@@ -73,7 +64,7 @@ describe('routing configuration', () => {
     });
     expect(parsed.models[0]!.cache).toEqual({ enabled: true, ttlMs: 1000, shared: true });
     expect(parsed.cache.maxStaleMs).toBe(60_000);
-    expect(problems({ ...config([{ name: 'a', route }]), tenants: [{ ...TENANTS[0], cache: { shared: true } }] }).join('\n')).toContain('tenants[0].cache');
+    expect(configProblems({ ...config([{ name: 'a', route }]), tenants: [{ ...TENANTS[0], cache: { shared: true } }] }).join('\n')).toContain('tenants[0].cache');
   });
 });
 
