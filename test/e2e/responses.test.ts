@@ -70,8 +70,14 @@ describe.each(['native-model', 'bridged-model'])('%s', (model) => {
   const client = () => new OpenAI({ baseURL: `${cluster.baseUrl}/v1`, apiKey: TENANT_KEY, maxRetries: 0, fetch: recordingFetch });
   const ai = () => createOpenAI({ baseURL: `${cluster.baseUrl}/v1`, apiKey: TENANT_KEY, fetch: recordingFetch, headers: { 'x-mock-chunks': '5' } });
 
-  it('openai responses.create answers JSON', async () => {
-    const response = await client().responses.create({ model, input: 'hello', instructions: 'Be brief.' }, { headers: { 'x-mock-chunks': '3' } });
+  it('openai responses.create answers JSON, with the headers every queued answer carries', async () => {
+    const { data: response, response: raw } = await client()
+      .responses.create({ model, input: 'hello', instructions: 'Be brief.' }, { headers: { 'x-mock-chunks': '3' } })
+      .withResponse();
+    // As a chat completion's: the deployment that answered, the attempts it took, the time it waited in the queue.
+    expect(raw.headers.get('x-spillway-deployment')).toBe(model === 'native-model' ? 'native/mock-native' : 'bridge/mock-chat');
+    expect(raw.headers.get('x-spillway-attempts')).toBe('1');
+    expect(Number(raw.headers.get('x-spillway-queue-wait-ms'))).toBeGreaterThanOrEqual(0);
     expect(response.status).toBe('completed');
     expect(response.output_text).toBe('tok1 tok2 tok3');
     expect(response.usage?.output_tokens).toBe(3);

@@ -12,9 +12,10 @@ import { JOB_SCHEMA_VERSION, type CompletionJob } from '../../queue/jobs.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { AdmissionGate } from '../../admission/gate.ts';
 import { parseRequestBody } from '../../openai/schemas.ts';
-import { modelNotAllowed, modelNotFound, modelWrongEndpoint, serviceUnavailable } from '../../errors.ts';
+import { modelNotAllowed, modelNotFound, modelWrongEndpoint } from '../../errors.ts';
 import { PendingRequest } from '../pending-request.ts';
-import { recordFirstToken, recordRequest, recordStream } from '../access-log.ts';
+import { recordFirstToken, recordRequest } from '../access-log.ts';
+import { sendQueuedAnswer } from './queued-answer.ts';
 import { compileHeaderFilter, pickHeaders, type HeaderFilter } from '../forward-headers.ts';
 import { submitJob, type AsyncJobServices } from './job-submission.ts';
 import { sendAccepted } from './jobs.ts';
@@ -173,29 +174,16 @@ async function handle(
       if (runsOnForRetry && keepAnswer !== undefined) deps.bus.register(jobId, new AnswerKeeper({ deadline, keep: keepAnswer, release: () => deps.bus.unregister(jobId) }));
     },
   });
-  deps.bus.register(jobId, pending);
-  deps.metrics.pendingReplies.inc();
-  // Not awaited: the deadline (and a client that leaves) must be answered even while Redis does not answer.
-  deps.queue.enqueue(jobId, job, { delayMs: admitted.delayMs, ...(admitted.priority === undefined ? {} : { priority: admitted.priority }) }).catch((err: unknown) => {
-    log().error({ err }, 'enqueue failed');
-    // Finishes the pending request once (timer, listener, bus entry, gauge); `settled` rejects with the 503.
-    pending.failBeforeEnqueue(serviceUnavailable('The request queue is unavailable; try again shortly.'));
-    // A command that timed out may still have added the job: nobody will wait for it.
-    void deps.queue.discard(jobId, deadline);
+  return sendQueuedAnswer(deps, request, reply, {
+    jobId,
+    job,
+    delayMs: admitted.delayMs,
+    priority: admitted.priority,
+    pending,
+    abandonedFor: () => abandonedFor,
+    ...(keepAnswer === undefined ? {} : { onJson: (status: number, body: string) => keepAnswer({ status, body }) }),
+    log,
   });
-
-  const settled = await pending.settled;
-  if (settled.kind === 'streamed') {
-    // Hijacked replies skip Fastify's onResponse hook: record the stream here.
-    recordStream(deps.metrics, request, settled.status, reply.elapsedTime, abandonedFor);
-    return reply;
-  }
-  keepAnswer?.({ status: settled.status, body: settled.body });
-  return reply
-    .code(settled.status)
-    .headers(settled.headers ?? {})
-    .header('content-type', 'application/json; charset=utf-8')
-    .send(settled.body);
 }
 
 /** A fresh answer from the response cache, sent as the client asked for it: JSON, or replayed as an SSE stream. */

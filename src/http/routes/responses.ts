@@ -35,7 +35,8 @@ import { cancelBackground, refreshBackground, submitBackground, type BackgroundD
 import type { JobStore } from '../../queue/job-store.ts';
 import type { WebhookQueue } from '../../webhooks/webhook-queue.ts';
 import { PendingRequest } from '../pending-request.ts';
-import { recordFirstToken, recordRequest, recordStream } from '../access-log.ts';
+import { recordFirstToken, recordRequest } from '../access-log.ts';
+import { sendQueuedAnswer } from './queued-answer.ts';
 import { compileHeaderFilter, pickHeaders, type HeaderFilter } from '../forward-headers.ts';
 
 export interface ResponsesRouteDeps {
@@ -234,20 +235,18 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
       deps.metrics.pendingReplies.dec();
     },
   });
-  deps.bus.register(jobId, parsed.stream && parsed.store ? new TerminalCapture(pending, save) : pending);
-  deps.metrics.pendingReplies.inc();
-  deps.queue.enqueue(jobId, job, { delayMs: admitted.delayMs, ...(admitted.priority === undefined ? {} : { priority: admitted.priority }) }).catch((err: unknown) => {
-    log().error({ err }, 'enqueue failed');
-    pending.failBeforeEnqueue(serviceUnavailable('The request queue is unavailable; try again shortly.'));
-    void deps.queue.discard(jobId, deadline);
+  return sendQueuedAnswer(deps, request, reply, {
+    jobId,
+    job,
+    delayMs: admitted.delayMs,
+    priority: admitted.priority,
+    pending,
+    // A stored stream is captured as it passes; a stored JSON answer is saved before it is sent.
+    ...(parsed.stream && parsed.store ? { listener: new TerminalCapture(pending, save) } : {}),
+    abandonedFor: () => abandonedFor,
+    onJson: (status: number, body: string) => (status === 200 ? save(parseObject(body)) : undefined),
+    log,
   });
-  const settled = await pending.settled;
-  if (settled.kind === 'streamed') {
-    recordStream(deps.metrics, request, settled.status, reply.elapsedTime, abandonedFor);
-    return reply;
-  }
-  if (settled.status === 200) await save(parseObject(settled.body));
-  return reply.code(settled.status).header('content-type', 'application/json; charset=utf-8').send(settled.body);
 }
 
 /**
