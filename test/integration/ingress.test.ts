@@ -1,6 +1,7 @@
 // The ingress role in-process (with a worker) against real Redis: 503 while Redis is down, an answer and /ready
 // turning 503 while Redis is up but does not answer, and a drain that ends the requests still open with an error.
 // The reply bus itself is tested in reply-bus.test.ts.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -15,6 +16,8 @@ import { startRedisServer, uniquePrefix, type RedisServer } from '../support/red
 import { waitFor } from '../support/wait.ts';
 
 const logger = createLogger('silent');
+const BUDGETED_KEY = 'sk-test-budgeted-0123456789';
+const sha256 = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
 
 interface InProcess {
   ingress: RunningIngress;
@@ -107,6 +110,11 @@ describe('ingress while Redis does not answer (paused)', () => {
     spillway = await startInProcess(redis.url, mock.url, {
       redis: { commandTimeoutMs: 300 },
       server: { requestTimeoutMs: 2_000, maxQueueWaitMs: 0 },
+      // A tenant with a budget: its requests go through the admission script first.
+      tenants: [
+        { id: 'acme', keys: [sha256(TENANT_KEY)] },
+        { id: 'budgeted', keys: [sha256(BUDGETED_KEY)], rpm: 6_000, maxQueueWaitMs: 0 },
+      ],
     });
   });
 
@@ -140,6 +148,26 @@ describe('ingress while Redis does not answer (paused)', () => {
     await waitFor(async () => (await chat(url)).status === 200, { what: 'requests to succeed again' });
     // The answered request's job (if its add landed late) never reached the upstream: it had expired.
     expect(mock.stats().byTag['paused']).toBeUndefined();
+  });
+
+  it("a budgeted tenant's requests that arrive together while Redis is paused each get a 503 at once, none left waiting on their shared admission call", async () => {
+    const url = spillway.ingress.url;
+    const budgeted = { authorization: `Bearer ${BUDGETED_KEY}` };
+    expect((await chat(url, budgeted)).status).toBe(200);
+
+    redis.pause();
+    try {
+      // Awaited before Redis resumes: an admission that waits for Redis never returns here.
+      const responses = await Promise.all(Array.from({ length: 10 }, () => chat(url, { ...budgeted, 'x-mock-tag': 'paused-admission' })));
+      expect(responses.map((r) => r.status)).toEqual(Array(10).fill(503));
+      for (const response of responses) {
+        expect(await response.json()).toMatchObject({ error: { type: 'server_error', code: 'service_unavailable' } });
+      }
+    } finally {
+      redis.resume();
+    }
+    await waitFor(async () => (await chat(url, budgeted)).status === 200, { what: 'the tenant to be admitted again' });
+    expect(mock.stats().byTag['paused-admission']).toBeUndefined();
   });
 });
 
