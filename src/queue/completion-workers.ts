@@ -28,6 +28,16 @@ export interface CompletionWorkersOptions {
  */
 const RUN_RETRY_DELAY_MS = 1_000;
 
+/** Jobs one shard's Worker runs at once: an equal part of the process's concurrency, rounded up (at least one). */
+function perShardConcurrency(concurrency: number, shardCount: number): number {
+  return Math.max(1, Math.ceil(concurrency / shardCount));
+}
+
+/** Jobs a worker process runs at once over `shardCount` shards (its concurrency, rounded up to a multiple of them). */
+export function processSlots(concurrency: number, shardCount: number): number {
+  return perShardConcurrency(concurrency, shardCount) * shardCount;
+}
+
 export class CompletionWorkers {
   /** One BullMQ Worker per consumed shard, in shard order. */
   readonly workers: readonly Worker[];
@@ -37,7 +47,7 @@ export class CompletionWorkers {
   constructor(options: CompletionWorkersOptions) {
     this.keys = options.keys;
     const shards = options.shards ?? options.keys.shards.map((s) => s.index);
-    const concurrency = Math.max(1, Math.ceil(options.concurrency / shards.length));
+    const concurrency = perShardConcurrency(options.concurrency, shards.length);
     this.workers = shards.map((index) => {
       const worker = new Worker(QUEUE_NAMES.completions, options.processor, {
         connection: options.connection,

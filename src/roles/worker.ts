@@ -2,7 +2,7 @@
 // the cancel listener, an optional /metrics port. Shutdown: stop taking jobs, finish active ones, close.
 import { createServer, type Server } from 'node:http';
 import { QUEUE_NAMES, createRedisKeys } from '../queue/keys.ts';
-import { CompletionWorkers } from '../queue/completion-workers.ts';
+import { CompletionWorkers, processSlots } from '../queue/completion-workers.ts';
 import { ReplyPublisher } from '../queue/reply-publisher.ts';
 import { RecentCancels, listenForCancels } from '../queue/cancel.ts';
 import { CompletionJobSchema, type CompletionResult } from '../queue/jobs.ts';
@@ -134,7 +134,7 @@ export async function startWorker(ctx: RoleContext): Promise<RunningWorker> {
   metrics.poolSource.read = () => [...providers.values()].map((p) => ({ provider: p.id, stats: p.pool.stats }));
   // Jobs ended, the time they held their slots and the slots offered, per second across the pool: the ingresses' load
   // shedding reads the pool's capacity from them (one write a second, not per job).
-  const drainMeter = createDrainMeter(connection, keys, QUEUE_NAMES.completions, config.worker.concurrency);
+  const drainMeter = createDrainMeter(connection, keys, QUEUE_NAMES.completions, processSlots(config.worker.concurrency, (config.worker.shards ?? keys.shards).length));
 
   const worker = new CompletionWorkers({
     connection,
