@@ -1,5 +1,6 @@
 // Per-request admission against a tenant's budgets: admit.lua (GCRA on rpm and tpm, fair share), one EVALSHA for the
-// requests of a tenant that arrive together, none at all for a tenant without budgets or fair share. Never enqueues: the caller adds the job with the answer.
+// requests of a tenant that arrive together, none at all for a tenant without budgets or fair share. Never enqueues:
+// the caller adds the job with the answer.
 import type { RedisKeys } from '../queue/keys.ts';
 import type { TenantLimits } from './limits.ts';
 import { admissionCommands, integers, type AdmissionRedis } from './scripts.ts';
