@@ -118,8 +118,13 @@ describe('estimateTokens', () => {
   it('a text seen before is counted from the cache with the same result, and the cache stays bounded', () => {
     const system = `You are the support assistant of a shop. ${'Answer politely and briefly. '.repeat(100)}`;
     const body = (question: string) => ({ messages: [{ role: 'system', content: system }, { role: 'user', content: question }] });
+    const before = tokenCountCacheSize().entries;
     const first = estimateTokens('chat.completions', body('Where is my order?'), defaults);
+    // The long system prompt is kept (the short question is charged by size and never tokenized)...
+    expect(tokenCountCacheSize().entries).toBe(before + 1);
+    // ...and found again, not added twice.
     expect(estimateTokens('chat.completions', body('Where is my order?'), defaults)).toBe(first);
+    expect(tokenCountCacheSize().entries).toBe(before + 1);
     expect(first).toBe(chatPrompt(['system', system], ['user', 'Where is my order?']) + 100);
     // Ten thousand texts never seen before, some of them large: counted right, and the cache keeps a few MB at most.
     for (let i = 0; i < 10_000; i++) {
