@@ -41,7 +41,8 @@ export interface BackgroundSubmission {
 /** The job behind a background response: the same hex digits. */
 export const jobIdOf = (responseId: string) => `job_${responseId.replace(/^resp_/, '')}`;
 
-const TERMINAL = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
+/** The statuses a response ends in: one in any other (queued, in_progress) is a background response still running. */
+export const TERMINAL = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
 
 /** Records, stores and enqueues the response; answers the queued Response. */
 export async function submitBackground(deps: BackgroundDeps, s: BackgroundSubmission): Promise<Json> {
@@ -109,7 +110,13 @@ export async function refreshBackground(deps: BackgroundDeps, tenant: string, st
   const response = stored.response;
   if (response.background !== true || TERMINAL.has(String(response.status))) return stored;
   const record = await deps.jobs.store.get(tenant, jobIdOf(String(response.id)));
-  if (record === undefined) return stored;
+  if (record === undefined) {
+    // The job's record outlived by the stored response (async retention is shorter than the store's): its outcome is
+    // gone for good, and the response would stay queued for ever. It is failed, once, and stays so.
+    const lost = { ...response, status: 'failed', error: { code: 'server_error', message: 'The background job expired before its result was read.' } };
+    await deps.store.update(tenant, String(response.id), lost);
+    return { ...stored, response: lost };
+  }
   if (record.status === 'queued') return stored;
   if (record.status === 'running') return { ...stored, response: { ...response, status: 'in_progress' } };
   const final = finalResponse(response, record);

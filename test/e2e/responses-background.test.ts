@@ -10,6 +10,7 @@ import { startCluster, TENANT_KEY, type Cluster } from '../support/spillway-clus
 import { startRecordingProxy, type RecordingProxy } from '../support/recording-proxy.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 import { conform } from '../support/responses.ts';
+import { createRedisKeys } from '../../src/queue/keys.ts';
 import { waitFor } from '../support/wait.ts';
 
 const SLOW_KEY = 'sk-test-slowpoke-0123456789';
@@ -78,6 +79,50 @@ describe.each(['native-model', 'bridged-model'])('%s', (model) => {
     expect(hook.verifiedByStandardWebhooks).toBe(true);
     expect(conform('WebhookResponseCompleted', JSON.parse(hook.body))).toEqual([]);
   });
+});
+
+describe.each(['native-model', 'bridged-model'])('%s: chaining on a background response', (model) => {
+  it('a follow-up on a background response nobody has read yet carries its answer; one still running is refused', async () => {
+    const first = await client().responses.create({ model, input: 'first turn', background: true }, { headers: { 'x-mock-chunks': '3' } });
+    // Ended (its webhook went out) but never polled: the store still holds the queued shell.
+    await webhookFor(first.id, 'response.completed');
+    const before = proxy.requests.length;
+    const second = await client().responses.create({ model, input: 'second turn', previous_response_id: first.id }, { headers: { 'x-mock-chunks': '2' } });
+    expect(second.status).toBe('completed');
+    const sent = proxy.requests.slice(before).map((call) => JSON.stringify(call.body));
+    expect(sent.some((body) => body.includes('tok1 tok2 tok3') && body.includes('first turn'))).toBe(true);
+
+    const running = await client().responses.create({ model, input: 'held', background: true }, { headers: { 'x-mock-gate': `held-${model}` } });
+    await waitFor(() => upstream.stats().inFlight > 0, { what: 'the held call to reach the upstream' });
+    const refused = await client()
+      .responses.create({ model, input: 'too soon', previous_response_id: running.id })
+      .catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).error).toMatchObject({ param: 'previous_response_id', code: 'previous_response_not_finished' });
+    upstream.openGate(`held-${model}`);
+    await webhookFor(running.id, 'response.completed');
+  });
+});
+
+it('background: true with store: false is refused, as OpenAI refuses it, and nothing is queued or stored', async () => {
+  const before = upstream.stats().received;
+  const refused = await client()
+    .responses.create({ model: 'bridged-model', input: 'x', background: true, store: false })
+    .catch((err: unknown) => err);
+  expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+  expect((refused as InstanceType<typeof OpenAI.BadRequestError>).error).toMatchObject({ type: 'invalid_request_error', param: 'store' });
+  expect(upstream.stats().received).toBe(before);
+});
+
+it('a background response whose job record expired before it was read is failed, not queued for ever', async () => {
+  const queued = await client().responses.create({ model: 'bridged-model', input: 'lost', background: true });
+  await webhookFor(queued.id, 'response.completed');
+  // Days later, unread: the job's record has expired (async retention is shorter than the response store's).
+  await cluster.redis.del(createRedisKeys(cluster.prefix).tenantKeys('acme').job(`job_${queued.id.slice('resp_'.length)}`));
+  const lost = await client().responses.retrieve(queued.id);
+  expect(lost).toMatchObject({ id: queued.id, status: 'failed', error: { code: 'server_error' } });
+  expect(conform('Response', JSON.parse(JSON.stringify(lost)))).toEqual([]);
+  expect((await client().responses.retrieve(queued.id)).status).toBe('failed');
 });
 
 it('a background response cancelled while it waits never reaches the upstream, and response.cancelled is sent', async () => {

@@ -204,6 +204,30 @@ describe('stored responses', () => {
     expect(await json(await call('GET', `/v1/responses/${id}`))).toMatchObject({ id });
   });
 
+  it("an item_reference resolves this tenant's stored items only: another tenant's item is refused, native and bridged", async () => {
+    const mine = await json(await call('POST', '/v1/responses', { model: 'gpt-4o-mini', input: 'remember this' }));
+    const itemId = String((mine.output as Json[])[0]!.id);
+    for (const model of ['gpt-4o-mini', 'bridged-mini']) {
+      const before = proxy.requests.length;
+      await json(await call('POST', '/v1/responses', { model, input: [{ type: 'item_reference', id: itemId }, { role: 'user', content: 'and now?' }] }));
+      // The item itself goes upstream, not its id.
+      expect(JSON.stringify(proxy.requests.slice(before).map((r) => r.body))).toContain(outputText(mine));
+      const refused = await json(await call('POST', '/v1/responses', { model, input: [{ type: 'item_reference', id: itemId }] }, {}, OTHER_KEY), 400);
+      expect(refused).toMatchObject({ error: { type: 'invalid_request_error', param: 'input[0].id', code: 'item_not_found' } });
+    }
+  });
+
+  it('a conversation longer than a request body may be is refused with a clear error, not queued', async () => {
+    // The test server's body limit is 256 KB: two turns of 150 KB make a history of over 300 KB.
+    const big = 'lorem ipsum '.repeat(12_500);
+    const first = await json(await call('POST', '/v1/responses', { model: 'bridged-mini', input: big }));
+    const second = await json(await call('POST', '/v1/responses', { model: 'bridged-mini', input: big, previous_response_id: first.id }));
+    const before = mock.stats().received;
+    const refused = await json(await call('POST', '/v1/responses', { model: 'bridged-mini', input: 'and?', previous_response_id: second.id }), 400);
+    expect(refused).toMatchObject({ error: { type: 'invalid_request_error', param: 'previous_response_id', code: 'conversation_too_long' } });
+    expect(mock.stats().received).toBe(before);
+  });
+
   it('store: false keeps nothing', async () => {
     const response = await json(await call('POST', '/v1/responses', { model: 'bridged-mini', input: 'hi', store: false }));
     expect(response.store).toBe(false);

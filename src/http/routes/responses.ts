@@ -23,6 +23,7 @@ import {
   previousResponseNotFound,
   responseNotFound,
   serviceUnavailable,
+  SpillwayError,
   unsupportedParameter,
 } from '../../errors.ts';
 import { responseIdFor, type ResponseItem, type ResponsesJobContext } from '../../responses/context.ts';
@@ -31,7 +32,7 @@ import { TerminalCapture } from '../../responses/capture.ts';
 import { RESPONSES_FRAMING } from '../../responses/sse.ts';
 import { replayEvents } from '../../responses/replay.ts';
 import { listInputItems } from '../../responses/input-items.ts';
-import { cancelBackground, refreshBackground, submitBackground, type BackgroundDeps } from '../../responses/background.ts';
+import { cancelBackground, refreshBackground, submitBackground, TERMINAL, type BackgroundDeps } from '../../responses/background.ts';
 import type { JobStore } from '../../queue/job-store.ts';
 import type { WebhookQueue } from '../../webhooks/webhook-queue.ts';
 import { PendingRequest } from '../pending-request.ts';
@@ -134,6 +135,8 @@ async function storeCall<T>(request: FastifyRequest, call: () => Promise<T>): Pr
   try {
     return await call();
   } catch (err) {
+    // A refusal the call itself decided (e.g. an item_reference not found) is the client's answer, not an outage.
+    if (err instanceof SpillwayError) throw err;
     request.log.warn({ err }, 'response store unavailable');
     throw serviceUnavailable('The response store is unavailable; try again shortly.');
   }
@@ -146,6 +149,8 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
   if (parsed.background && deps.jobs === undefined) {
     throw unsupportedParameter('background', 'background: true needs the broker\'s async jobs, which this deployment does not offer; send it without background.');
   }
+  // A background response is polled for, so it is stored: store: false cannot be honoured (OpenAI refuses it too).
+  if (parsed.background && !parsed.store) throw invalidRequest('Background mode requires store: true.', 'store', 'invalid_value');
   if (body.conversation !== undefined && body.conversation !== null) {
     throw unsupportedParameter('conversation', 'Conversations are not available through this broker: chain responses with previous_response_id instead.');
   }
@@ -155,18 +160,35 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
   if (!deps.router.servesEndpoint(model, 'responses')) throw modelWrongEndpoint(model.name, 'responses');
 
   // The conversation so far: read before admission so that a wrong id costs the tenant nothing.
+  const background = backgroundDeps(deps, store);
   let previous: StoredResponse | undefined;
   let history: ResponseItem[] = [];
   if (parsed.previousResponseId !== undefined) {
     const id = parsed.previousResponseId;
     previous = await storeCall(request, () => store.get(tenant.id, id));
     if (previous === undefined) throw previousResponseNotFound(id);
+    // A background response's answer is written into the store when it is first read after its job ended: read it now,
+    // or the next turn would be built on the empty shell it was stored as.
+    if (background !== undefined) {
+      const stored = previous;
+      previous = await storeCall(request, () => refreshBackground(background, tenant.id, stored));
+    }
+    if (!TERMINAL.has(String(previous.response.status))) {
+      throw invalidRequest(`Previous response with id '${id}' has not finished yet (${String(previous.response.status)}).`, 'previous_response_id', 'previous_response_not_finished');
+    }
     const found = previous;
     history = await storeCall(request, () => store.conversation(tenant.id, found));
+    // The whole conversation travels in one job: no larger than a request body may be.
+    if (JSON.stringify(history).length > deps.config.server.bodyLimitBytes) {
+      throw invalidRequest(
+        `The conversation before this response is longer than ${deps.config.server.bodyLimitBytes} bytes: start a new one, or send the turns you need as input.`,
+        'previous_response_id',
+        'conversation_too_long',
+      );
+    }
   }
   const jobBody = await storeCall(request, () => resolveReferences(store, tenant.id, body));
   const chain = previous === undefined ? [] : [...previous.chain, String(previous.response.id)].slice(-MAX_CHAIN);
-  const background = backgroundDeps(deps, store);
   if (parsed.background && background !== undefined) {
     return submitBackground(background, {
       tenant,
@@ -251,7 +273,8 @@ async function create(deps: ResponsesRouteDeps, store: ResponseStore, forward: H
 
 /**
  * `item_reference` items naming output items this tenant has stored are replaced by the items themselves: a bridged
- * upstream has no store to look them up in. Unknown ones stay (a native upstream may hold them; the bridge refuses them).
+ * upstream has no store to look them up in. One this tenant has not stored is refused, also for a native upstream:
+ * that upstream holds every tenant's responses under the broker's one key, and would resolve another tenant's item.
  */
 async function resolveReferences(store: ResponseStore, tenant: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
   if (!Array.isArray(body.input)) return body;
@@ -259,7 +282,8 @@ async function resolveReferences(store: ResponseStore, tenant: string, body: Rec
   const ids = input.filter((item) => item.type === 'item_reference' && typeof item.id === 'string').map((item) => item.id as string);
   if (ids.length === 0) return body;
   const found = await store.resolveItems(tenant, ids);
-  if (found.size === 0) return body;
+  const index = input.findIndex((item) => item.type === 'item_reference' && typeof item.id === 'string' && !found.has(item.id));
+  if (index !== -1) throw invalidRequest(`Item with id '${String(input[index]!.id)}' not found.`, `input[${index}].id`, 'item_not_found');
   return { ...body, input: input.map((item) => (item.type === 'item_reference' ? (found.get(item.id as string) ?? item) : item)) };
 }
 
