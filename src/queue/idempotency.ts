@@ -3,6 +3,7 @@
 // that answer instead of calling upstream again. Async jobs claim their keys in the job store's create script.
 // Never stores the key itself, only its SHA-256; every key written has a TTL.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
@@ -34,7 +35,21 @@ export function requestHash(parts: { mode: 'sync' | 'async'; endpoint: string; b
 const KeptAnswerSchema = z.strictObject({ status: z.number().int(), body: z.string() });
 export type KeptAnswer = z.infer<typeof KeptAnswerSchema>;
 
-export type SyncClaim = { kind: 'claimed' } | { kind: 'taken'; jobId: string; bodyHash: string };
+/** `taken`: the claim that holds the key (`raw`, as stored: "<jobId> <request hash> <claimed at, epoch ms>"). */
+export type SyncClaim = { kind: 'claimed'; raw: string } | { kind: 'taken'; jobId: string; bodyHash: string; claimedAt: number | undefined; raw: string };
+
+/**
+ * How long after its claim a request whose job is not in the queue yet counts as in flight: it is between its claim and
+ * its enqueue (admission, the add's round trip). Past it, a missing job has ended (or never made it) and a retry runs.
+ */
+const ENQUEUE_GRACE_MS = 2_000;
+
+function parseClaim(raw: string): SyncClaim {
+  const [jobId = '', bodyHash = '', at] = raw.split(' ');
+  // "ended": the request that claimed it has ended (a finished stream), whenever that was.
+  const claimedAt = at === undefined || at === 'ended' ? undefined : Number(at);
+  return { kind: 'taken', jobId, bodyHash, claimedAt: Number.isFinite(claimedAt) ? claimedAt : undefined, raw };
+}
 
 /** What a retry gets from the request it joined. */
 export type JoinOutcome = { kind: 'answer'; answer: KeptAnswer } | { kind: 'gone' } | { kind: 'timeout' };
@@ -42,6 +57,22 @@ export type JoinOutcome = { kind: 'answer'; answer: KeptAnswer } | { kind: 'gone
 /** Finds a job in whichever queue shard holds it (the CompletionQueue). */
 export interface JobLookup {
   getJob(jobId: string): Promise<Job<CompletionJob, JobResult> | undefined>;
+}
+
+interface ReclaimCommand {
+  spillwayIdempotencyReclaim(claim: string, result: string, ...argv: string[]): Promise<string | null>;
+}
+let reclaimSource: string | undefined;
+const reclaimDefined = new WeakSet<Redis | Cluster>();
+
+function reclaimCommand(redis: Redis | Cluster): ReclaimCommand {
+  if (!reclaimDefined.has(redis)) {
+    // Read on first use, not at import: `npm run build` copies the .lua files next to the compiled module.
+    reclaimSource ??= readFileSync(new URL('./idempotency-reclaim.lua', import.meta.url), 'utf8');
+    redis.defineCommand('spillwayIdempotencyReclaim', { numberOfKeys: 2, lua: reclaimSource });
+    reclaimDefined.add(redis);
+  }
+  return redis as unknown as ReclaimCommand;
 }
 
 /** How long a retry keeps looking for the answer after the job left Redis (the first ingress is writing it). */
@@ -61,16 +92,30 @@ export class SyncIdempotency {
   /** Claims the key for `jobId` (one SET NX GET); taken: the earlier claim's job and request hash. */
   async claim(tenantId: string, keyHash: string, jobId: string, bodyHash: string, ttlMs: number): Promise<SyncClaim> {
     const key = this.keys.tenantKeys(tenantId).idempotency(keyHash);
-    const previous = await this.redis.set(key, `${jobId} ${bodyHash}`, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX', 'GET');
-    if (previous === null) return { kind: 'claimed' };
-    const [earlier = '', hash = ''] = previous.split(' ');
-    return { kind: 'taken', jobId: earlier, bodyHash: hash };
+    const raw = `${jobId} ${bodyHash} ${Date.now()}`;
+    const previous = await this.redis.set(key, raw, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX', 'GET');
+    return previous === null ? { kind: 'claimed', raw } : parseClaim(previous);
   }
 
-  /** Takes the key over from a job that is over and forgotten (the caller runs the request anew under it). */
-  async reclaim(tenantId: string, keyHash: string, jobId: string, bodyHash: string, ttlMs: number): Promise<void> {
+  /**
+   * Takes the key over from `ended`, a claim whose job is over and forgotten (the caller runs the request anew under
+   * it), unless another retry took it first: then that retry's claim ('taken').
+   */
+  async reclaim(tenantId: string, keyHash: string, ended: { raw: string }, jobId: string, bodyHash: string, ttlMs: number): Promise<SyncClaim> {
     const tenant = this.keys.tenantKeys(tenantId);
-    await this.redis.multi().set(tenant.idempotency(keyHash), `${jobId} ${bodyHash}`, 'PX', Math.max(1, Math.ceil(ttlMs))).unlink(tenant.idempotencyResult(keyHash)).exec();
+    const raw = `${jobId} ${bodyHash} ${Date.now()}`;
+    const current = await reclaimCommand(this.redis).spillwayIdempotencyReclaim(tenant.idempotency(keyHash), tenant.idempotencyResult(keyHash), ended.raw, raw, String(Math.max(1, Math.ceil(ttlMs))));
+    return current === null ? { kind: 'claimed', raw } : parseClaim(current);
+  }
+
+  /**
+   * Marks this request's claim ended (a stream that has finished: nothing to join, a retry runs anew at once), unless
+   * the key has moved on meanwhile.
+   */
+  async ended(tenantId: string, keyHash: string, claim: { raw: string }, ttlMs: number): Promise<void> {
+    const tenant = this.keys.tenantKeys(tenantId);
+    const ended = claim.raw.replace(/ \d+$/, ' ended');
+    await reclaimCommand(this.redis).spillwayIdempotencyReclaim(tenant.idempotency(keyHash), tenant.idempotencyResult(keyHash), claim.raw, ended, String(Math.max(1, Math.ceil(ttlMs))));
   }
 
   /** Keeps the first request's answer for its retries. */
@@ -78,10 +123,11 @@ export class SyncIdempotency {
     await this.redis.set(this.keys.tenantKeys(tenantId).idempotencyResult(keyHash), JSON.stringify(answer), 'PX', Math.max(1, Math.ceil(ttlMs)));
   }
 
-  /** Whether the job is still waiting or running. */
-  async inFlight(jobId: string): Promise<boolean> {
-    const job = await this.jobs.getJob(jobId);
-    return job !== undefined && job.finishedOn === undefined;
+  /** Whether the claim's job is still waiting or running, or about to be enqueued (claimed moments ago). */
+  async inFlight(claim: { jobId: string; claimedAt: number | undefined }): Promise<boolean> {
+    const job = await this.jobs.getJob(claim.jobId);
+    if (job !== undefined) return job.finishedOn === undefined;
+    return claim.claimedAt !== undefined && Date.now() - claim.claimedAt < ENQUEUE_GRACE_MS;
   }
 
   /**

@@ -226,6 +226,28 @@ describe('Idempotency-Key', () => {
   });
 });
 
+describe('Idempotency-Key: retries racing', () => {
+  it('of six stream retries sent at once after the first stream ended, exactly one runs upstream; the others get 409', async () => {
+    // Each upstream call takes a second: a retry that comes late still finds the winner's stream running (409 too).
+    const headers = { 'idempotency-key': 'stream-race', 'x-mock-tag': 'idem-race', 'x-mock-chunks': '2', 'x-mock-latency-ms': '1000' };
+    const stream = async () => {
+      const response = await fetch(`${cluster.baseUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TENANT_KEY}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ ...chat('race'), stream: true }),
+      });
+      return { status: response.status, text: await response.text() };
+    };
+    expect((await stream()).status).toBe(200);
+    const retries = await Promise.all(Array.from({ length: 6 }, stream));
+    expect(retries.map((r) => r.status).sort()).toEqual([200, 409, 409, 409, 409, 409]);
+    for (const refused of retries.filter((r) => r.status === 409)) {
+      expect(JSON.parse(refused.text)).toMatchObject({ error: { type: 'invalid_request_error' } });
+    }
+    expect(cluster.mock.stats().byTag['idem-race']?.received).toBe(2);
+  });
+});
+
 describe('cancelling', () => {
   it('removes a queued job before it is ever sent upstream, and pushes job.cancelled', async () => {
     // slowpoke's one request a minute goes to this first job; the second waits for budget, queued.

@@ -76,6 +76,7 @@ async function handle(
   const idempotencyKey = deps.jobs === undefined ? undefined : validIdempotencyKey(request.headers['idempotency-key']);
   let claimedJobId: string | undefined;
   let keyHash: string | undefined;
+  let keyClaim: { raw: string } | undefined;
   if (idempotencyKey !== undefined) {
     claimedJobId = randomUUID();
     const left = new AbortController();
@@ -95,6 +96,7 @@ async function handle(
       return reply.code(started.status).header('content-type', 'application/json; charset=utf-8').header('idempotent-replayed', 'true').send(started.body);
     }
     keyHash = started.keyHash;
+    keyClaim = started.claim;
   }
   const claimed = keyHash;
   const keepAnswer =
@@ -170,6 +172,10 @@ async function handle(
     onFinish: () => {
       deps.bus.unregister(jobId);
       deps.metrics.pendingReplies.dec();
+      // A finished stream cannot be joined: its retries run anew at once (a JSON answer is kept for them instead).
+      if (parsed.stream && keyHash !== undefined && keyClaim !== undefined) {
+        deps.jobs!.idempotency.ended(tenant.id, keyHash, keyClaim, IDEMPOTENT_ANSWER_TTL_MS).catch((err: unknown) => log().warn({ err }, 'marking an idempotent stream ended failed'));
+      }
       // Nobody waits here any more, but a retry will: the job's answer is caught off the bus and kept for it.
       if (runsOnForRetry && keepAnswer !== undefined) deps.bus.register(jobId, new AnswerKeeper({ deadline, keep: keepAnswer, release: () => deps.bus.unregister(jobId) }));
     },

@@ -9,8 +9,8 @@ import { idempotencyKeyHash, MAX_IDEMPOTENCY_KEY_LENGTH, requestHash, type SyncI
 export const IDEMPOTENT_ANSWER_TTL_MS = 10 * 60_000;
 
 export type IdempotentStart =
-  /** Run the request: its job now holds the key (`keyHash`, for keeping its answer). */
-  | { kind: 'run'; keyHash: string }
+  /** Run the request: its job now holds the key (`keyHash`, for keeping its answer; `claim`, for marking it ended). */
+  | { kind: 'run'; keyHash: string; claim: { raw: string } }
   /** The first request's answer, for the retry. */
   | { kind: 'answer'; status: number; body: string };
 
@@ -52,27 +52,26 @@ export async function startIdempotentRequest(idempotency: SyncIdempotency, reque
 async function claimOrJoin(idempotency: SyncIdempotency, request: IdempotentRequest): Promise<IdempotentStart> {
   const keyHash = idempotencyKeyHash(request.key);
   const bodyHash = requestHash({ mode: 'sync', endpoint: request.endpoint, body: request.body });
-  const ttlMs = request.deadline - Date.now() + request.lingerMs;
-  const claim = await idempotency.claim(request.tenantId, keyHash, request.jobId, bodyHash, ttlMs);
-  if (claim.kind === 'claimed') return { kind: 'run', keyHash };
-  if (claim.bodyHash !== bodyHash) throw idempotencyKeyReused();
-  if (request.stream) {
-    // A stream cannot be joined half way: refused while the first runs, run anew once it has ended.
-    if (await idempotency.inFlight(claim.jobId)) throw idempotentRequestInProgress();
-    await idempotency.reclaim(request.tenantId, keyHash, request.jobId, bodyHash, ttlMs);
-    return { kind: 'run', keyHash };
-  }
-  const joined = await idempotency.join(request.tenantId, keyHash, claim.jobId, request.deadline, request.signal);
-  switch (joined.kind) {
-    case 'answer':
-      return { kind: 'answer', status: joined.answer.status, body: joined.answer.body };
-    case 'gone':
-      // Nothing to join (the first job failed, never made it into the queue, or its answer expired): run anew.
-      await idempotency.reclaim(request.tenantId, keyHash, request.jobId, bodyHash, ttlMs);
-      return { kind: 'run', keyHash };
-    case 'timeout':
-      throw deadlineExceeded();
-    default:
-      return joined satisfies never;
+  const ttlMs = () => request.deadline - Date.now() + request.lingerMs;
+  let claim = await idempotency.claim(request.tenantId, keyHash, request.jobId, bodyHash, ttlMs());
+  // Each turn either runs, answers, or finds the key taken over by another retry (which it then treats like the
+  // first): a bounded number of turns, since every takeover starts a job that the next turn waits for.
+  for (let turn = 0; ; turn++) {
+    if (claim.kind === 'claimed') return { kind: 'run', keyHash, claim };
+    if (claim.bodyHash !== bodyHash) throw idempotencyKeyReused();
+    if (request.stream) {
+      // A stream cannot be joined half way: refused while the first runs, run anew once it has ended.
+      if (await idempotency.inFlight(claim)) throw idempotentRequestInProgress();
+    } else {
+      const joined = await idempotency.join(request.tenantId, keyHash, claim.jobId, request.deadline, request.signal);
+      if (joined.kind === 'answer') return { kind: 'answer', status: joined.answer.status, body: joined.answer.body };
+      if (joined.kind === 'timeout') throw deadlineExceeded();
+      // Gone: nothing to join (the job failed, never made it into the queue, or its answer expired): run anew.
+    }
+    // Only one of the retries racing here takes the key over; the others see its claim.
+    const ended = claim;
+    claim = await idempotency.reclaim(request.tenantId, keyHash, ended, request.jobId, bodyHash, ttlMs());
+    if (claim.kind === 'taken' && request.stream) throw idempotentRequestInProgress();
+    if (turn >= 3 && claim.kind === 'taken') throw idempotentRequestInProgress();
   }
 }
