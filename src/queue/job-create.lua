@@ -12,7 +12,9 @@
     ARGV[3] the record's TTL, ms
     ARGV[4] index horizon, ms: entries created longer ago than this belong to records that have expired for sure
     ARGV[5] the claim's value ("" when the request has no Idempotency-Key)
-    ARGV[6..] the record's fields: name, value, name, value...
+    ARGV[6] a claim to take over ("" none): the key is claimed anew when it still holds this one (its job's record has
+            expired before the claim did)
+    ARGV[7..] the record's fields: name, value, name, value...
 
   Output: { 0, jobId } created; { 1, claim } the key was already claimed (nothing written; claim is "<jobId> <hash>")
 ]]
@@ -23,12 +25,12 @@ local horizon = tonumber(ARGV[4])
 
 if ARGV[5] ~= '' then
   local existing = rcall('GET', KEYS[3])
-  if existing then return { 1, existing } end
+  if existing and existing ~= ARGV[6] then return { 1, existing } end
   rcall('SET', KEYS[3], ARGV[5], 'PX', ttl)
 end
 
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 rcall('HSET', KEYS[1], unpack(fields))
 rcall('PEXPIRE', KEYS[1], ttl)
 

@@ -73,9 +73,10 @@ export class JobStore {
 
   /**
    * Creates the record and claims the Idempotency-Key (its hash) in one script. When the key was claimed before,
-   * nothing is written and the earlier job's id and request hash come back.
+   * nothing is written and the earlier job's id and request hash come back, unless that claim is `takeOver` (a claim
+   * whose job's record has expired): then the key is claimed anew.
    */
-  async create(job: NewJob, idempotencyKeyHash?: string): Promise<CreateOutcome> {
+  async create(job: NewJob, idempotencyKeyHash?: string, takeOver?: { jobId: string; bodyHash: string }): Promise<CreateOutcome> {
     const tenant = this.keys.tenantKeys(job.tenant);
     // Alive while it may still run, then for the retention: a job that never ran expires with its deadline.
     const ttlMs = Math.max(1, job.deadline - job.createdAt) + this.retentionMs;
@@ -96,6 +97,7 @@ export class JobStore {
       // An entry older than the longest any record lives is surely gone: a week of slack over this job's life.
       String(ttlMs + 7 * 86_400_000),
       claim,
+      takeOver === undefined ? '' : `${takeOver.jobId} ${takeOver.bodyHash}`,
       ...fields,
     );
     if (code === 0) return { created: true };

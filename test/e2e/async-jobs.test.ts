@@ -226,6 +226,25 @@ describe('Idempotency-Key', () => {
   });
 });
 
+describe('Idempotency-Key: after the retention', () => {
+  it("a key whose job's record has expired is free again: the same request is a new job, not a 503", async () => {
+    const headers = { 'idempotency-key': 'expired-key', 'x-mock-tag': 'idem-expired' };
+    const body = { endpoint: '/v1/chat/completions', body: chat('again later') };
+    const first = await submit(body, { headers });
+    await finished(first.json.id as string);
+    // The record's retention ends before its claim's does (the claim was sized for a job that could have waited hours).
+    await cluster.redis.del(`{${hashTagName(cluster.prefix)}:tenant:acme}:job:${String(first.json.id)}`);
+    const second = await submit(body, { headers });
+    expect(second.status).toBe(202);
+    expect(second.json.id).not.toBe(first.json.id);
+    expect(second.headers.get('idempotent-replayed')).toBeNull();
+    // From then on the key names the new job.
+    const third = await submit(body, { headers });
+    expect(third.json.id).toBe(second.json.id);
+    expect(third.headers.get('idempotent-replayed')).toBe('true');
+  });
+});
+
 describe('Idempotency-Key: retries racing', () => {
   it('of six stream retries sent at once after the first stream ended, exactly one runs upstream; the others get 409', async () => {
     // Each upstream call takes a second: a retry that comes late still finds the winner's stream running (409 too).

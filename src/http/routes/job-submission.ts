@@ -115,20 +115,28 @@ export async function submitJob(deps: SubmissionDeps, submission: JobSubmission)
     attempts: 0,
     ...(webhook === undefined ? {} : { webhook }),
   };
-  let created;
-  try {
-    created = await jobs.store.create(record, keyHash);
-  } catch {
-    throw serviceUnavailable('The job store is unavailable; try again shortly.');
-  }
-  if (!created.created) {
-    if (created.bodyHash !== bodyHash) throw idempotencyKeyReused();
+  let takeOver: { jobId: string; bodyHash: string } | undefined;
+  // At most two turns: the second only when the key's earlier job has expired (its claim is then taken over).
+  for (;;) {
+    let created;
     try {
-      return await replay(deps, tenant.id, created.jobId, job, admitted.priority);
+      created = await jobs.store.create(record, keyHash, takeOver);
+    } catch {
+      throw serviceUnavailable('The job store is unavailable; try again shortly.');
+    }
+    if (created.created) break;
+    if (created.bodyHash !== bodyHash) throw idempotencyKeyReused();
+    let replayed: Submitted | undefined;
+    try {
+      replayed = await replay(deps, tenant.id, created.jobId, job, admitted.priority);
     } catch (err) {
       if (err instanceof SpillwayError) throw err;
       throw serviceUnavailable('The job store is unavailable; try again shortly.');
     }
+    if (replayed !== undefined) return replayed;
+    // The earlier job's record has expired (its retention is over) while its claim lives on: the key is free again.
+    if (takeOver !== undefined) throw serviceUnavailable('The job store is unavailable; try again shortly.');
+    takeOver = { jobId: created.jobId, bodyHash: created.bodyHash };
   }
   try {
     await deps.queue.enqueue(jobId, job, admitted.priority === undefined ? {} : { priority: admitted.priority });
@@ -143,11 +151,12 @@ export async function submitJob(deps: SubmissionDeps, submission: JobSubmission)
 
 /**
  * The job an Idempotency-Key named earlier. One still `queued` is enqueued again under its own id (a no-op when it is
- * in the queue): its first submission may have died between recording it and enqueuing it.
+ * in the queue): its first submission may have died between recording it and enqueuing it. Undefined when its record
+ * has expired: nothing is left to replay.
  */
-async function replay(deps: SubmissionDeps, tenantId: string, jobId: string, job: CompletionJob, priority: number | undefined): Promise<Submitted> {
+async function replay(deps: SubmissionDeps, tenantId: string, jobId: string, job: CompletionJob, priority: number | undefined): Promise<Submitted | undefined> {
   const record = await deps.jobs.store.get(tenantId, jobId);
-  if (record === undefined) throw serviceUnavailable('The earlier job with this Idempotency-Key is being removed; try again shortly.');
+  if (record === undefined) return undefined;
   if (record.status === 'queued') {
     await deps.queue.enqueue(jobId, { ...job, deadline: record.deadline, enqueuedAt: record.createdAt }, priority === undefined ? {} : { priority });
   }
