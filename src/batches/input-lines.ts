@@ -42,7 +42,7 @@ export async function* readLines(stream: Readable, offset = 0, firstLine = 1): A
       const piece = chunk.subarray(from, newline);
       const whole = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
       const next = lineStart + whole.length + 1;
-      const text = decode(whole);
+      const text = decode(whole, lineStart === 0);
       if (text.trim() !== '') yield { line, offset: lineStart, next, text };
       line++;
       lineStart = next;
@@ -61,12 +61,14 @@ export async function* readLines(stream: Readable, offset = 0, firstLine = 1): A
   }
   if (pendingBytes > 0) {
     const whole = Buffer.concat(pending);
-    const text = decode(whole);
+    const text = decode(whole, lineStart === 0);
     if (text.trim() !== '') yield { line, offset: lineStart, next: lineStart + whole.length, text };
   }
 }
 
-function decode(bytes: Buffer): string {
-  const text = bytes.toString('utf8');
+/** A line's text, without its CR (CRLF files) and, at the file's start, the byte-order mark Windows tools write. */
+function decode(bytes: Buffer, fileStart: boolean): string {
+  const decoded = bytes.toString('utf8');
+  const text = fileStart && decoded.startsWith('\uFEFF') ? decoded.slice(1) : decoded;
   return text.endsWith('\r') ? text.slice(0, -1) : text;
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisKeys } from '../queue/keys.ts';
-import { fileFields, storageKeyOf, toFileRecord, type FilePurpose, type FileRecord } from './file-object.ts';
+import { fileFields, storageKeyOf, toFileRecord, type FileRecord } from './file-object.ts';
 import type { FileStorage } from './storage.ts';
 
 const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -73,7 +73,7 @@ export class FileRecords {
    * The tenant's files after the cursor `after` (a file id of an earlier page), newest first (`desc`, OpenAI's default)
    * or oldest first. Entries whose metadata expired are skipped and dropped from the index.
    */
-  async list(tenantId: string, options: { limit: number; after?: string; order: 'asc' | 'desc'; purpose?: FilePurpose }): Promise<{ records: FileRecord[]; hasMore: boolean }> {
+  async list(tenantId: string, options: { limit: number; after?: string; order: 'asc' | 'desc'; purpose?: string }): Promise<{ records: FileRecord[]; hasMore: boolean }> {
     const tenant = this.keys.tenantKeys(tenantId);
     let start = 0;
     if (options.after !== undefined) {
@@ -121,6 +121,8 @@ export class FileRecords {
    */
   async extendExpiry(tenantId: string, fileId: string, untilMs: number): Promise<void> {
     await this.redis.zadd(this.keys.fileExpiry, 'GT', untilMs, expiryMember(tenantId, fileId));
+    // The index must outlive the moved entry as it outlives every other, or the bytes would never be swept.
+    await this.keepIndexUntil(untilMs);
   }
 
   /**
@@ -146,7 +148,11 @@ export class FileRecords {
   private async markExpiry(tenantId: string, fileId: string, atMs: number): Promise<void> {
     const member = expiryMember(tenantId, fileId);
     await this.redis.zadd(this.keys.fileExpiry, atMs, member);
-    // The index outlives its latest entry by a day, renewed by every add: it never grows without bound.
+    await this.keepIndexUntil(atMs);
+  }
+
+  /** The index outlives its latest entry by a day, renewed by every add or move: it never grows without bound. */
+  private async keepIndexUntil(atMs: number): Promise<void> {
     const ttl = await this.redis.pttl(this.keys.fileExpiry);
     const wanted = Math.max(atMs - Date.now(), 0) + 86_400_000;
     if (ttl < wanted) await this.redis.pexpire(this.keys.fileExpiry, wanted);

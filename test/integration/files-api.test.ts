@@ -9,6 +9,8 @@ import { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FileRecords } from '../../src/files/file-records.ts';
 import { LocalFileStorage } from '../../src/files/local-storage.ts';
+import { createRedisKeys } from '../../src/queue/keys.ts';
+import { uniquePrefix } from '../support/redis.ts';
 import { startBatchHarness, type BatchHarness } from './batches-harness.ts';
 import { toolLine } from './batches-harness-lines.ts';
 
@@ -116,13 +118,53 @@ describe('files', () => {
     expect((await h.client.files.list({ purpose: 'batch_output' })).data.every((f) => f.purpose === 'batch_output')).toBe(true);
   });
 
+  it('any filename a client uploads downloads again: non-ASCII and control characters in a plain fallback and RFC 5987', async () => {
+    for (const name of ['日本語.jsonl', 'tab\there "quoted" \\ back.jsonl', 'bell\u0007.jsonl']) {
+      const text = `${toolLine(1)}\n`;
+      const file = await h.client.files.create({ file: await toFile(Buffer.from(text), name), purpose: 'batch' });
+      const response = await fetch(`${h.baseUrl}/v1/files/${file.id}/content`, { headers: { authorization: `Bearer ${h.apiKey}` } });
+      expect(response.status).toBe(200);
+      expect(await response.text()).toBe(text);
+      const disposition = response.headers.get('content-disposition')!;
+      expect(disposition).toMatch(/^attachment; filename="[\x20-\x7e]*"; filename\*=UTF-8''/);
+      // The name as stored (the multipart parser keeps what follows a backslash, as a path's last part).
+      expect(decodeURIComponent(disposition.split("UTF-8''")[1]!)).toBe(file.filename);
+    }
+  });
+
+  it('a malformed multipart body is a 400 the client should not retry, not a 503', async () => {
+    for (const [contentType, body] of [
+      ['multipart/form-data', 'no boundary'],
+      ['multipart/form-data; boundary=zzz', 'garbage without any part'],
+      ['multipart/form-data; boundary=zzz', '--zzz\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nbatch'],
+    ]) {
+      const response = await fetch(`${h.baseUrl}/v1/files`, { method: 'POST', headers: { authorization: `Bearer ${h.apiKey}`, 'content-type': contentType! }, body });
+      expect(response.status, `${contentType}: ${body}`).toBe(400);
+      expect(((await response.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
+    }
+  });
+
+  it('lists nothing, not a 400, for a purpose this broker never stores (as OpenAI answers)', async () => {
+    const list = await fetch(`${h.baseUrl}/v1/files?purpose=fine-tune`, { headers: { authorization: `Bearer ${h.apiKey}` } });
+    expect(list.status).toBe(200);
+    expect(((await list.json()) as { data: unknown[] }).data).toEqual([]);
+  });
+
   it('refuses to delete the input file of a batch still running (409), and allows it once the batch has ended', async () => {
     const fileId = await h.upload([toolLine(1, 'held')]);
     const batch = await h.client.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' });
     await h.waitForStatus(batch.id, ['in_progress']);
     await expect(h.client.files.delete(fileId)).rejects.toMatchObject({ status: 409, code: 'file_in_use' });
-    // Pinned for as long as the batch may run: past its window, plus a day.
-    expect((await h.client.files.retrieve(fileId)).expires_at).toBeGreaterThanOrEqual(batch.expires_at! + 86_400);
+    // Pinned for as long as the batch may run: past its window, plus a day; and the expiry index lives that long too,
+    // or the file's bytes would never be swept.
+    const pinnedUntil = (await h.client.files.retrieve(fileId)).expires_at!;
+    expect(pinnedUntil).toBeGreaterThanOrEqual(batch.expires_at! + 86_400);
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      expect(await redis.pttl(h.keys.fileExpiry)).toBeGreaterThan(pinnedUntil * 1000 - Date.now());
+    } finally {
+      redis.disconnect();
+    }
     h.mock.openGate('files-held');
     await h.waitForStatus(batch.id, ['completed']);
     expect((await h.client.files.delete(fileId)).deleted).toBe(true);
@@ -130,6 +172,19 @@ describe('files', () => {
 });
 
 describe('expiry', () => {
+  it('a pinned file moved later in the expiry index keeps the index alive until then (else its bytes are never swept)', async () => {
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      const keys = createRedisKeys(uniquePrefix('file-expiry'));
+      const records = new FileRecords(redis, keys);
+      const until = Date.now() + 48 * 3_600_000;
+      await records.extendExpiry('acme', 'file-pinned', until);
+      expect(await redis.pttl(keys.fileExpiry)).toBeGreaterThan(until - Date.now());
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('the sweeper deletes the bytes and metadata of files past their expiry, and only those', async () => {
     const redis = new Redis(inject('redisUrl'));
     try {

@@ -33,6 +33,13 @@ describe('readLines', () => {
     }
   });
 
+  it('drops the byte-order mark a Windows tool writes at the start of the file, and only there', async () => {
+    const withBom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"a":1}\n\uFEFF{"b":2}\n')]);
+    const lines = await collect(chunked(withBom, 2));
+    expect(lines.map((l) => l.text)).toEqual(['{"a":1}', '\uFEFF{"b":2}']);
+    expect(lines[0]!.offset).toBe(0);
+  });
+
   it('resumes from a line\'s offset with the lines after it, numbered as before', async () => {
     const all = await collect(chunked(bytes, 5));
     const second = all[1]!;

@@ -27,7 +27,8 @@ const EXPIRY_MIN_SECONDS = 3_600;
 const EXPIRY_MAX_SECONDS = 2_592_000;
 
 const ListQuerySchema = z.strictObject({
-  purpose: z.enum(['batch', 'batch_output']).optional(),
+  // Any purpose may be asked for, as OpenAI allows: one this broker never stores lists nothing.
+  purpose: z.string().min(1).max(64).optional(),
   limit: z.coerce.number().int().min(1).max(10_000).default(10_000),
   order: z.enum(['asc', 'desc']).default('desc'),
   after: z.string().min(1).max(64).optional(),
@@ -80,7 +81,7 @@ export function registerFileRoutes(api: FastifyInstance, deps: FileRouteDeps): v
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', String(record.bytes))
-      .header('content-disposition', `attachment; filename="${record.filename.replace(/["\\\r\n]/g, '_')}"`)
+      .header('content-disposition', contentDisposition(record.filename))
       .send(stream);
   });
 
@@ -160,11 +161,25 @@ function expirySeconds(fields: Map<string, string>, fallback: number): number {
   return seconds;
 }
 
+/**
+ * The download's header for any filename a client uploaded: a plain-ASCII `filename` (every other character, quotes
+ * and backslashes replaced) and the exact name as RFC 5987 `filename*`. Node refuses a header with characters past
+ * U+00FF or control characters: sent as they are, the download would fail half way.
+ */
+function contentDisposition(filename: string): string {
+  const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
+/** busboy's own errors (a body that is not the multipart it says it is) carry no code and say what is wrong. */
+const MULTIPART_ERRORS = /^(Multipart: Boundary not found|Unexpected end of multipart data|\w+ terminated early due to unexpected end of multipart data|Malformed)/;
+
 function toUploadError(err: unknown, maxBytes: number, request: FastifyRequest): unknown {
   if (err instanceof SpillwayError) return err;
   if (err instanceof FileTooLargeError || (err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') return fileTooLarge(maxBytes);
   const code = (err as { code?: string }).code;
   if (code !== undefined && code.startsWith('FST_')) return err; // multipart framing errors: Fastify's 4xx, mapped by the error handler
+  if (err instanceof Error && MULTIPART_ERRORS.test(err.message)) return invalidRequest(`Malformed multipart/form-data body: ${err.message}.`, 'file', 'invalid_multipart');
   request.log.error({ err }, 'storing an upload failed');
   return fileStorageUnavailable();
 }
