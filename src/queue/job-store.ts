@@ -165,8 +165,9 @@ export class JobStore {
 
   /**
    * A tenant's jobs, newest first, after the cursor `after` (a job id of an earlier page). Records that expired are
-   * skipped (and dropped from the index). With a status filter, at most `scanLimit` index entries are read per call:
-   * past that, `hasMore` is true and the next page starts after the last job returned.
+   * skipped, not dropped from the index: an expired job can still be the cursor of a page a client holds (the index
+   * sheds entries past its horizon as jobs are created). With a status filter, at most `scanLimit` index entries are
+   * read per call: past that, `hasMore` is true and the next page starts after the last job returned.
    */
   async list(tenantId: string, options: { limit: number; after?: string; status?: JobStatus; scanLimit?: number }): Promise<{ records: JobRecord[]; hasMore: boolean }> {
     const tenant = this.keys.tenantKeys(tenantId);
@@ -184,21 +185,18 @@ export class JobStore {
       const pipeline = this.redis.pipeline();
       for (const id of ids) pipeline.hgetall(tenant.job(id));
       const replies = ids.length === 0 ? [] : ((await pipeline.exec()) ?? []);
-      const gone: string[] = [];
-      for (const [i, id] of ids.entries()) {
+      for (let i = 0; i < ids.length; i++) {
         const record = toRecord(replies[i]?.[1]);
-        if (record === undefined) gone.push(id);
         if (record === undefined || (options.status !== undefined && record.status !== options.status)) continue;
         if (records.length === options.limit) return { records, hasMore: true };
         records.push(record);
       }
-      if (gone.length > 0) await this.redis.zrem(tenant.jobs, ...gone);
       if (ids.length < batch) return { records, hasMore: false };
       scanned += ids.length;
-      // The removed entries were all ahead of the next page: ranks after them moved up by as many.
-      start += ids.length - gone.length;
+      start += ids.length;
     }
-    return { records, hasMore: true };
+    // The scan limit: a next page needs a cursor, the last job returned; with none, say there is no more.
+    return { records, hasMore: records.length > 0 };
   }
 
   /**

@@ -108,6 +108,24 @@ describe('webhook delivery', () => {
     expect(postsFor(id).at(-1)!.id).toBe(log[0]!.event_id);
   });
 
+  it('refuses a manual send while a delivery is still under way (409), so the event is never sent twice at once', async () => {
+    receiver.answer(503);
+    try {
+      const id = await submitJob();
+      // Answered 503: its first attempt failed, the next ones are due; the delivery is pending.
+      await waitFor(() => postsFor(id).length >= 1, { what: 'the first attempt' });
+      expect(await webhookStatus(id)).toBe('pending');
+      const refused = await Promise.all(Array.from({ length: 5 }, () => api('POST', `/v1/jobs/${id}/deliveries/retry`)));
+      expect(refused.map((r) => r.status)).toEqual(Array(5).fill(409));
+      expect(refused[0]!.json.error).toMatchObject({ type: 'invalid_request_error', code: 'webhook_not_deliverable' });
+      await waitFor(async () => (await webhookStatus(id)) === 'failed', { timeoutMs: 15_000, what: 'the event to be dead-lettered' });
+      // Only the automatic attempts were made.
+      expect(postsFor(id)).toHaveLength(MAX_ATTEMPTS);
+    } finally {
+      receiver.answer(200);
+    }
+  });
+
   it('stops at once when the receiver answers 410 Gone', async () => {
     receiver.answer(410);
     try {

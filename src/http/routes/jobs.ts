@@ -94,6 +94,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRouteDeps): voi
     const record = await findJob(deps, tenant.id, request.params.id);
     if (!isTerminal(record.status)) throw webhookNotDeliverable('the job has not finished');
     if (record.webhook === undefined) throw webhookNotDeliverable('the job has no webhook');
+    // A delivery still under way (first send or its retries) is not doubled: one retry at a time, after it has ended.
+    if (record.webhookState === 'pending') throw webhookNotDeliverable('a delivery of its event is still under way');
     const status = record.status;
     await withStore(async () => {
       await deps.jobs.store.setWebhookState(tenant.id, record.id, 'pending', 0);
