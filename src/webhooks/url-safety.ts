@@ -41,7 +41,13 @@ for (const [network, prefix] of [
 for (const [network, prefix] of [
   ['::', 128], // unspecified
   ['::1', 128], // loopback
+  ['::', 96], // IPv4-compatible (deprecated): ::7f00:1 is 127.0.0.1
+  ['::ffff:0:0:0', 96], // IPv4-translated (SIIT)
+  ['64:ff9b::', 96], // NAT64 well-known prefix: 64:ff9b::a9fe:a9fe reaches 169.254.169.254 through a NAT64 gateway
   ['64:ff9b:1::', 48], // local-use NAT64
+  ['2001::', 32], // Teredo (embeds an IPv4 address)
+  ['2002::', 16], // 6to4 (embeds an IPv4 address)
+  ['fec0::', 10], // site-local (deprecated, still routed by some networks)
   ['100::', 64], // discard
   ['2001:db8::', 32], // documentation
   ['fc00::', 7], // unique local (AWS's fd00:ec2::254 metadata among them)

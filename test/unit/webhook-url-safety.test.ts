@@ -32,6 +32,13 @@ describe('parseWebhookUrl', () => {
     ['https://0x7f.1/hook', 'not a public address'], // 127.0.0.1 in hex
     ['https://[::ffff:127.0.0.1]/hook', 'not a public address'],
     ['https://[::1]:8443/hook', 'not a public address'],
+    // IPv6 forms that embed an IPv4 address a gateway or stack may route to: metadata and loopback through them.
+    ['https://[64:ff9b::a9fe:a9fe]/hook', 'not a public address'], // NAT64 → 169.254.169.254
+    ['https://[::7f00:1]/hook', 'not a public address'], // IPv4-compatible → 127.0.0.1
+    ['https://[2002:a9fe:a9fe::1]/hook', 'not a public address'], // 6to4 → 169.254.169.254
+    ['https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook', 'not a public address'], // Teredo
+    ['https://[::ffff:0:7f00:1]/hook', 'not a public address'], // IPv4-translated → 127.0.0.1
+    ['https://[fec0::1]/hook', 'not a public address'], // site-local
   ])('refuses %s', (url, reason) => {
     expect(() => parseWebhookUrl(url, strict)).toThrow(UnsafeWebhookUrl);
     expect(() => parseWebhookUrl(url, strict)).toThrow(reason);
